@@ -1,0 +1,291 @@
+"""Dataset loaders. Everything ends as float32/int64 tensors in memory; nothing is downloaded.
+
+Sources:
+
+- ``mnist1d``: generated locally with the ``mnist1d`` package's generator (its templates and
+  default transform arguments, fixed seed), cached as ``.npz`` under ``$FEEDWISE_DATA``
+  (default ``~/.cache/feedwise``).
+- ``fashion-mnist`` / ``mnist``: IDX files (``.gz`` or raw) in a folder; the default folder for
+  Fashion-MNIST is where Debian's ``dataset-fashion-mnist`` puts them.
+- ``cifar10``: the python pickled batches (``data_batch_1..5``, ``test_batch``).
+- ``npz``: any ``.npz`` file holding ``x`` and ``y`` (and optionally ``x_test``/``y_test``).
+
+A validation split is carved from the training split with its own seed; label noise (its own
+seed) is applied to the remaining training labels only, and the flipped indices are recorded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from feedwise.data.noise import add_label_noise
+from feedwise.errors import FeedwiseError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@dataclass
+class Dataset:
+    """A classification dataset in memory: train / validation / test tensors."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    # indices into the training split whose labels were flipped by label noise
+    noisy_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # the training labels before noise (equal to y_train when there is no noise)
+    clean_y_train: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Dataset(
+            self.name, move(self.x_train), move(self.y_train), move(self.x_val), move(self.y_val),
+            move(self.x_test), move(self.y_test), self.num_classes, self.noisy_indices,
+            move(self.clean_y_train), dict(self.info),
+        )
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "num_train": self.num_train,
+            "num_val": int(self.x_val.shape[0]),
+            "num_test": int(self.x_test.shape[0]),
+            "num_noisy": int(len(self.noisy_indices)),
+            **self.info,
+        }
+
+
+# --------------------------------------------------------------------------- raw loaders
+# Each returns (x_train, y_train, x_test, y_test) as numpy arrays, x float32 normalised.
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FEEDWISE_DATA", Path.home() / ".cache" / "feedwise"))
+
+
+def _mnist1d_raw(num_samples: int = 60_000, seed: int = 42, **_) -> tuple:
+    if num_samples < 20:
+        raise FeedwiseError(f"mnist1d needs at least 20 samples, got {num_samples}")
+    path = cache_dir() / f"mnist1d-n{num_samples}-seed{seed}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                return z["x"], z["y"], z["x_test"], z["y_test"]
+        except Exception:  # a corrupt cache is regenerated, not fatal
+            path.unlink(missing_ok=True)
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    args.seed = seed
+    args.train_split = 5 / 6  # 60,000 -> 50,000 train (+val) and 10,000 test
+    d = make_dataset(args)
+    arrays = {
+        "x": d["x"].astype(np.float32), "y": d["y"].astype(np.int64),
+        "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    os.close(fd)
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip), checking its header against its size."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise FeedwiseError(f"missing data file {path}") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise FeedwiseError(f"corrupt or truncated IDX file {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise FeedwiseError(f"corrupt IDX file {path}: bad magic number (expected unsigned-byte IDX)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise FeedwiseError(f"corrupt or truncated IDX file {path}: header too short")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise FeedwiseError(
+            f"corrupt or truncated IDX file {path}: header says {expected} bytes of data, found {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).exists():
+            return folder / name
+    raise FeedwiseError(f"missing data file {folder / (stem + '.gz')} (nor {stem})")
+
+
+def _idx_raw(data_dir: str | None = None, default_dir: str | None = None, **_) -> tuple:
+    if not (data_dir or default_dir):
+        raise FeedwiseError("this dataset needs --data-dir: a folder holding the IDX files")
+    folder = Path(data_dir or default_dir)
+    if not folder.is_dir():
+        hint = " (install Debian's dataset-fashion-mnist, or pass --data-dir)" if default_dir else ""
+        raise FeedwiseError(f"data folder {folder} does not exist{hint}")
+    xtr = read_idx(_find(folder, "train-images-idx3-ubyte"))
+    ytr = read_idx(_find(folder, "train-labels-idx1-ubyte"))
+    xte = read_idx(_find(folder, "t10k-images-idx3-ubyte"))
+    yte = read_idx(_find(folder, "t10k-labels-idx1-ubyte"))
+    if len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise FeedwiseError(f"IDX files in {folder}: images and labels have different counts")
+    mean, std = xtr.mean() / 255.0, xtr.std() / 255.0
+    norm = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std)[:, None, :, :]  # noqa: E731
+    return norm(xtr), ytr.astype(np.int64), norm(xte), yte.astype(np.int64)
+
+
+def _cifar10_raw(data_dir: str | None = None, **_) -> tuple:
+    if not data_dir:
+        raise FeedwiseError("cifar10 needs --data-dir pointing at the python batches (cifar-10-batches-py)")
+    folder = Path(data_dir)
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise FeedwiseError(f"data folder {folder} does not exist")
+
+    def batch(name: str):
+        p = folder / name
+        if not p.exists():
+            raise FeedwiseError(f"missing data file {p}")
+        try:
+            with open(p, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(d[b"labels"], dtype=np.int64)
+        except Exception as e:
+            raise FeedwiseError(f"corrupt CIFAR-10 batch {p}: {e}") from None
+        return x, y
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    xte, yte = batch("test_batch")
+    mean = xtr.mean(axis=(0, 2, 3), keepdims=True) / 255.0
+    std = xtr.std(axis=(0, 2, 3), keepdims=True) / 255.0
+    norm = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)  # noqa: E731
+    return norm(xtr), ytr, norm(xte), yte
+
+
+def _npz_raw(data_dir: str | None = None, test_fraction: float = 0.2, split_seed: int = 0, **_) -> tuple:
+    if not data_dir:
+        raise FeedwiseError("the npz dataset needs --data pointing at a .npz file holding x and y")
+    p = Path(data_dir)
+    if not p.is_file():
+        raise FeedwiseError(f"missing data file {p}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise FeedwiseError(f"corrupt .npz file {p}: {e}") from None
+    for k in ("x", "y"):
+        if k not in arrays:
+            raise FeedwiseError(f"{p} holds no array '{k}' (it has: {', '.join(sorted(arrays)) or 'nothing'})")
+    x, y = arrays["x"].astype(np.float32), arrays["y"]
+    if x.shape[0] != y.shape[0] or y.ndim != 1:
+        raise FeedwiseError(f"{p}: x has {x.shape[0]} rows but y has shape {tuple(y.shape)} (need one label per row)")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise FeedwiseError(f"{p}: y must hold non-negative integer class labels")
+    y = y.astype(np.int64)
+    if "x_test" in arrays and "y_test" in arrays:
+        return x, y, arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int64)
+    perm = np.random.default_rng(split_seed + 7919).permutation(len(y))
+    n_test = max(1, int(round(test_fraction * len(y))))
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+DATASETS: dict[str, Callable[..., tuple]] = {
+    "mnist1d": _mnist1d_raw,
+    "fashion-mnist": lambda **kw: _idx_raw(default_dir=FASHION_MNIST_DIR, **kw),
+    "mnist": _idx_raw,
+    "cifar10": _cifar10_raw,
+    "npz": _npz_raw,
+}
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    val_size: int | float = 5000,
+    split_seed: int = 0,
+    label_noise: float = 0.0,
+    noise_seed: int = 0,
+    max_train: int | None = None,
+    num_samples: int | None = None,
+) -> Dataset:
+    """Load ``name`` into memory, carve a validation split, optionally add label noise.
+
+    ``val_size`` is a count, or a fraction of the training split when below 1.
+    ``max_train`` keeps only the first ``max_train`` training examples (after the split).
+    ``num_samples`` sets the size of a generated dataset (mnist1d only).
+    """
+    if name not in DATASETS:
+        raise FeedwiseError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    kwargs: dict = {"data_dir": data_dir, "split_seed": split_seed}
+    if num_samples is not None:
+        if name != "mnist1d":
+            raise FeedwiseError(f"--num-samples only applies to generated datasets (mnist1d), not {name}")
+        kwargs["num_samples"] = int(num_samples)
+    xtr, ytr, xte, yte = DATASETS[name](**kwargs)
+    if xte.shape[1:] != xtr.shape[1:]:
+        raise FeedwiseError(f"{name}: test inputs have shape {xte.shape[1:]} but training inputs {xtr.shape[1:]}")
+    n = len(ytr)
+    n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
+    if not (0 < n_val < n):
+        raise FeedwiseError(f"validation size {val_size} does not fit a training split of {n} examples")
+    perm = np.random.default_rng(split_seed).permutation(n)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    if max_train is not None:
+        if max_train <= 0:
+            raise FeedwiseError(f"max_train must be positive, got {max_train}")
+        train_idx = train_idx[:max_train]
+    labels = np.concatenate([ytr, yte])
+    num_classes = int(labels.max()) + 1
+    y_train = ytr[train_idx]
+    noisy_y, flipped = add_label_noise(y_train, label_noise, num_classes, noise_seed)
+    t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
+    return Dataset(
+        name=name,
+        x_train=t(xtr[train_idx], torch.float32), y_train=t(noisy_y, torch.int64),
+        x_val=t(xtr[val_idx], torch.float32), y_val=t(ytr[val_idx], torch.int64),
+        x_test=t(xte, torch.float32), y_test=t(yte, torch.int64),
+        num_classes=num_classes, noisy_indices=flipped, clean_y_train=t(y_train, torch.int64),
+        info={"split_seed": split_seed, "label_noise": label_noise, "noise_seed": noise_seed},
+    )

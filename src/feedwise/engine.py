@@ -1,0 +1,306 @@
+"""The one training loop.
+
+``Trainer`` owns a model, an optimizer, a feeder and the in-memory data. Its hot loop
+(:meth:`Trainer.train_steps`) gathers a batch by index, takes one optimizer step and
+nothing else; evaluation, divergence checks, stop rules and recording happen between
+chunks of steps in :meth:`Trainer.run`. Training time (``wall_s``) and evaluation time
+(``eval_s``) are measured separately.
+
+Stop rules: the step budget (or example budget), the target validation error
+(``stop_at_target``), a NaN/inf loss (status ``diverged``), and any callback that
+returns a status (for example ``pruned`` from the batch-size study).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feedwise.data.sources import Dataset
+from feedwise.errors import FeedwiseError
+from feedwise.feeders import Feeder, UniformFeeder
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+SCHEDULES = ("constant", "linear", "cosine")
+STATUSES = ("reached", "budget", "diverged", "pruned")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (units in the comments)."""
+
+    batch_size: int = 128               # examples per step
+    optimizer: str = "momentum"         # sgd | momentum | nesterov | adam
+    lr: float = 0.05                    # initial learning rate
+    momentum: float = 0.9               # for momentum/nesterov (adam: beta1)
+    weight_decay: float = 0.0           # L2 coefficient, coupled (torch.optim semantics)
+    schedule: str = "constant"          # constant | linear | cosine
+    decay_steps: int | None = None      # steps over which lr decays (default: the step budget)
+    end_factor: float = 0.01            # lr at the end of the decay, as a fraction of lr
+    max_steps: int | None = 3000        # step budget (ignored when max_examples is set)
+    max_examples: int | None = None     # example budget: steps = ceil(max_examples / batch_size)
+    eval_every: int = 100               # steps between validation evaluations
+    target: float | None = None         # target validation error (strictly below counts)
+    stop_at_target: bool = True         # stop at the first eval below target
+    seed: int = 0                       # one seed; init and data-order streams derive from it
+    init_seed: int | None = None        # override the derived init stream
+    data_seed: int | None = None        # override the derived data-order stream
+    evaluate_test: bool = True          # evaluate the final model on the test split
+
+    def budget_steps(self) -> int:
+        if self.max_examples is not None:
+            return max(1, math.ceil(self.max_examples / self.batch_size))
+        if self.max_steps is None:
+            raise FeedwiseError("set a step budget (max_steps) or an example budget (max_examples)")
+        return int(self.max_steps)
+
+    def validate(self, num_train: int) -> None:
+        if self.batch_size <= 0:
+            raise FeedwiseError(f"batch size must be positive, got {self.batch_size}")
+        if self.batch_size > num_train:
+            raise FeedwiseError(f"batch size {self.batch_size} is larger than the training set ({num_train} examples)")
+        if self.optimizer not in OPTIMIZERS:
+            raise FeedwiseError(f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
+        if self.schedule not in SCHEDULES:
+            raise FeedwiseError(f"unknown schedule '{self.schedule}' (known: {', '.join(SCHEDULES)})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise FeedwiseError(f"learning rate must be positive, got {self.lr}")
+        if not (0 <= self.momentum < 1):
+            raise FeedwiseError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (0 <= self.end_factor <= 1):
+            raise FeedwiseError(f"end_factor must be in [0, 1], got {self.end_factor}")
+        if self.eval_every <= 0:
+            raise FeedwiseError(f"eval_every must be positive, got {self.eval_every}")
+        if self.max_steps is not None and self.max_steps <= 0 and self.max_examples is None:
+            raise FeedwiseError(f"step budget must be positive, got {self.max_steps}")
+        if self.max_examples is not None and self.max_examples <= 0:
+            raise FeedwiseError(f"example budget must be positive, got {self.max_examples}")
+
+    def hparams(self) -> dict:
+        """The hyperparameters that matter for this optimizer/schedule, for trial.json."""
+        h = {"batch_size": self.batch_size, "optimizer": self.optimizer, "lr": self.lr,
+             "weight_decay": self.weight_decay, "schedule": self.schedule}
+        if self.optimizer in ("momentum", "nesterov", "adam"):
+            h["momentum"] = self.momentum
+        if self.schedule != "constant":
+            h["decay_steps"] = self.decay_steps or self.budget_steps()
+            h["end_factor"] = self.end_factor
+        return h
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed for a named stream (init, data, ...) from one seed."""
+    key = [int(seed) & 0xFFFFFFFF, sum(ord(c) * 131 ** i for i, c in enumerate(stream)) & 0xFFFFFFFF]
+    return int(np.random.SeedSequence(key).generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1, 2**31], dtype=np.uint64))
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov",
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, budget: int) -> float:
+    """Multiplier of the initial lr at ``step`` (0-based) for the configured schedule."""
+    if cfg.schedule == "constant":
+        return 1.0
+    t = min(step / max(1, cfg.decay_steps or budget), 1.0)
+    if cfg.schedule == "linear":
+        return 1.0 - (1.0 - cfg.end_factor) * t
+    return cfg.end_factor + (1.0 - cfg.end_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@dataclass
+class TrainResult:
+    status: str                      # reached | budget | diverged | pruned
+    steps_run: int
+    examples: int
+    steps_to_result: int | None      # first eval step with val_error < target
+    wall_s: float                    # training time only
+    eval_s: float                    # evaluation time only
+    final_val_error: float | None
+    best_val_error: float | None
+    test_error: float | None
+    rows: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("rows")
+        return d
+
+
+class Callback(Protocol):
+    def __call__(self, trainer: "Trainer", row: dict) -> str | None:
+        """Called after each evaluation; return a status string to stop the run."""
+
+
+class Trainer:
+    """One training run over in-memory data. Construct, then :meth:`run` (or drive
+    :meth:`train_steps` yourself, as the overhead benchmark does)."""
+
+    def __init__(self, data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig,
+                 feeder: Feeder | None = None, device: str | torch.device = "cpu"):
+        config.validate(data.num_train)
+        self.cfg = config
+        self.device = torch.device(device)
+        self.data = data if data.x_train.device == self.device else data.to(self.device)
+        init_seed = config.init_seed if config.init_seed is not None else derive_seed(config.seed, "init")
+        data_seed = config.data_seed if config.data_seed is not None else derive_seed(config.seed, "data")
+        torch.manual_seed(init_seed)
+        self.model = model_fn().to(self.device)
+        self.model.train()
+        self.optimizer = make_optimizer(self.model.parameters(), config)
+        self.generator = torch.Generator().manual_seed(data_seed)
+        self.feeder = (feeder or UniformFeeder()).bind(data.num_train, self.generator, self.device)
+        self.budget = config.budget_steps()
+        self.step = 0
+        self.examples = 0
+        self.wall_s = 0.0
+        self.eval_s = 0.0
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_steps = 0
+        self._x, self._y = self.data.x_train, self.data.y_train
+
+    # ------------------------------------------------------------------ hot loop
+    def train_steps(self, n: int) -> None:
+        """Take ``n`` optimizer steps. Nothing here but gather, forward, backward, step."""
+        model, opt, feeder, cfg = self.model, self.optimizer, self.feeder, self.cfg
+        x, y, bs = self._x, self._y, cfg.batch_size
+        observe = feeder.wants_observations
+        decays = cfg.schedule != "constant"
+        loss_sum = self._loss_sum
+        for _ in range(n):
+            if decays:
+                f = lr_factor(cfg, self.step, self.budget)
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * f
+            idx, w = feeder.next_batch(bs)
+            xb, yb = x[idx], y[idx]
+            out = model(xb)
+            if w is None:
+                loss = F.cross_entropy(out, yb)
+            else:
+                loss = (F.cross_entropy(out, yb, reduction="none") * w).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            if observe:
+                with torch.no_grad():
+                    p = torch.softmax(out.detach().float(), dim=1).gather(1, yb[:, None]).squeeze(1)
+                feeder.observe(idx, p)
+            self.step += 1
+        self.examples += n * bs
+        self._loss_steps += n
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", chunk: int = 8192) -> tuple[float, float]:
+        """(error rate, mean cross-entropy) of the current model on ``val`` or ``test``."""
+        x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
+        was_training = self.model.training
+        self.model.eval()
+        wrong, loss = 0, 0.0
+        for i in range(0, len(y), chunk):
+            out = self.model(x[i:i + chunk]).float()
+            wrong += int((out.argmax(1) != y[i:i + chunk]).sum())
+            loss += float(F.cross_entropy(out, y[i:i + chunk], reduction="sum"))
+        self.model.train(was_training)
+        n = max(1, len(y))
+        return wrong / n, loss / n
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Softmax probabilities of the current model on ``x`` (N x K), in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        out = torch.cat([torch.softmax(self.model(x[i:i + chunk].to(self.device)).float(), 1)
+                         for i in range(0, len(x), chunk)])
+        self.model.train(was_training)
+        return out
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ orchestration
+    def run(self, callbacks: Iterable[Callback] = (), on_row: Callable[[dict], None] | None = None,
+            progress: Callable[[int, int], None] | None = None, check_every: int = 100) -> TrainResult:
+        cfg, budget = self.cfg, self.budget
+        callbacks = list(callbacks)
+        rows: list[dict] = []
+        status, steps_to_result, best = None, None, None
+        last_val = None
+        while self.step < budget and status is None:
+            to_eval = cfg.eval_every - self.step % cfg.eval_every
+            n = min(to_eval, check_every, budget - self.step)
+            t0 = time.perf_counter()
+            self.train_steps(n)
+            self._sync()
+            self.wall_s += time.perf_counter() - t0
+            if progress is not None:
+                progress(self.step, budget)
+            if not torch.isfinite(self._loss_sum):
+                status = "diverged"
+                rows.append(self._row(float("nan"), float("nan")))
+                if on_row:
+                    on_row(rows[-1])
+                break
+            if self.step % cfg.eval_every and self.step < budget:
+                continue
+            t0 = time.perf_counter()
+            val_err, val_loss = self.evaluate("val")
+            self.eval_s += time.perf_counter() - t0
+            row = self._row(val_err, val_loss)
+            rows.append(row)
+            if on_row:
+                on_row(row)
+            last_val = val_err
+            best = val_err if best is None else min(best, val_err)
+            if cfg.target is not None and steps_to_result is None and val_err < cfg.target:
+                steps_to_result = self.step
+                if cfg.stop_at_target:
+                    status = "reached"
+                    break
+            for cb in callbacks:
+                s = cb(self, row)
+                if s:
+                    status = s
+                    break
+        if status is None:
+            status = "reached" if steps_to_result is not None else "budget"
+        test_error = None
+        if cfg.evaluate_test and status != "diverged":
+            t0 = time.perf_counter()
+            test_error, _ = self.evaluate("test")
+            self.eval_s += time.perf_counter() - t0
+        return TrainResult(status, self.step, self.examples, steps_to_result, self.wall_s, self.eval_s,
+                           last_val, best, test_error, rows)
+
+    def _row(self, val_error: float, val_loss: float) -> dict:
+        train_loss = float(self._loss_sum) / max(1, self._loss_steps)
+        self._loss_sum.zero_()
+        self._loss_steps = 0
+        return {
+            "step": self.step, "examples": self.examples, "epoch": round(self.examples / self.data.num_train, 4),
+            "wall_s": round(self.wall_s, 6), "eval_s": round(self.eval_s, 6), "train_loss": train_loss,
+            "val_error": val_error, "val_loss": val_loss,
+            "lr": self.cfg.lr * lr_factor(self.cfg, max(0, self.step - 1), self.budget),
+        }
+
+
+def train(data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig, feeder: Feeder | None = None,
+          device: str = "cpu", **run_kwargs) -> tuple[TrainResult, Trainer]:
+    """Convenience: build a :class:`Trainer` and run it. Returns (result, trainer)."""
+    trainer = Trainer(data, model_fn, config, feeder=feeder, device=device)
+    return trainer.run(**run_kwargs), trainer

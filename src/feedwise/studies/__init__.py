@@ -1,0 +1,1 @@
+"""Studies: pure functions over measurements plus thin orchestration over the engine."""

@@ -1,0 +1,49 @@
+"""Shared plumbing of every study: one trial into its folder, seeds, threads."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Callable, Iterable
+
+import torch
+
+from feedwise.data.sources import Dataset
+from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer
+from feedwise.feeders import Feeder
+from feedwise.results import TrialDir
+from feedwise.workloads import Workload
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads explicitly (default: all cores) and return the number."""
+    n = threads or os.cpu_count() or 1
+    if n <= 0:
+        n = 1
+    torch.set_num_threads(n)
+    return n
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from feedwise.errors import FeedwiseError
+        raise FeedwiseError("--device cuda asked but no CUDA device is available")
+    return torch.device(device)
+
+
+def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,
+              device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
+              progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
+    """Train one run and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
+    base = {
+        "id": trial.id, "workload": workload.name, "hparams": cfg.hparams(), "seed": cfg.seed,
+        "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
+        "target": cfg.target, "feed": feeder.state(), "config": asdict(cfg), **(record or {}),
+    }
+    trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device)
+    trial.start(base)
+    result = trainer.run(callbacks=callbacks, on_row=trial.add_row, progress=progress)
+    trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device)})
+    return result, trainer

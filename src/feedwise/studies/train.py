@@ -1,0 +1,62 @@
+"""`feedwise train`: one run of the engine into the results layout (trial 0)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from feedwise.engine import TrainConfig
+from feedwise.feeders import make_feeder
+from feedwise.progress import progress_bar
+from feedwise.results import StudyDir
+from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.workloads import get_workload
+
+
+@dataclass
+class DataOptions:
+    """How the workload's dataset is loaded (part of what defines a study)."""
+
+    data_dir: str | None = None
+    label_noise: float = 0.0
+    noise_seed: int = 0
+    split_seed: int = 0
+    max_train: int | None = None
+    num_samples: int | None = None
+
+
+@dataclass
+class TrainRequest:
+    workload: str
+    config: TrainConfig
+    feed: str = "uniform"
+    feed_options: dict = field(default_factory=dict)
+    data: DataOptions = field(default_factory=DataOptions)
+
+
+def train_study(req: TrainRequest, out: str, threads: int | None = None, device: str = "auto",
+                command: list[str] | None = None) -> tuple[dict, bool]:
+    """Run (or resume) a single training run into ``out``.
+
+    Returns ``(trial record, already_finished)``; a finished trial is never run again."""
+    workload = get_workload(req.workload)
+    feeder = make_feeder(req.feed, **req.feed_options)  # validate before touching the disk
+    study = StudyDir(out)
+    config = {"workload": req.workload, "train": asdict(req.config), "feed": req.feed,
+              "feed_options": req.feed_options, "data": asdict(req.data)}
+    n_threads = set_threads(threads)
+    dev = pick_device(device)
+    data = workload.load(**asdict(req.data))
+    req.config.validate(data.num_train)
+    study.open("train", config, command=command, extra={"threads": n_threads, "device": str(dev),
+                                                         "dataset": data.describe()})
+    trial = study.trial(0)
+    if trial.finished():
+        return trial.read(), True
+    with progress_bar() as bar:
+        task = bar.add_task(f"train {req.workload} bs={req.config.batch_size}", total=req.config.budget_steps())
+        result, _ = run_trial(trial, workload, data, req.config, feeder, device=dev,
+                              progress=lambda s, t: bar.update(task, completed=s),
+                              record={"data": asdict(req.data)})
+    record = trial.read()
+    study.write_summary({"kind": "train", "workload": req.workload, "trials": {"0": result.summary()}})
+    return record, False
