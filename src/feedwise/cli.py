@@ -126,7 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(s, out_required=False)
     s.set_defaults(func=cmd_demo, out="runs/demo")
 
+    _register_command_modules(sub)
     return p
+
+
+def _register_command_modules(sub) -> None:
+    import importlib
+
+    from feedwise.commands import COMMAND_MODULES
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # not written yet
+                continue
+            raise
+        module.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
