@@ -1,0 +1,217 @@
+"""Streaming ensemble acquisition scores (Chitta et al. 2019), usable without the engine.
+
+An implicit ensemble has M members (E models x C checkpoints). Each member's softmax
+probabilities over the pool (N x K) are added one at a time and folded into running sums;
+nothing of shape M x N x K is ever held. The state is
+
+    sum_p    N x K  float64   sum over members of p_m            -> p̄ = sum_p / M
+    sum_ent  N      float64   sum over members of H[p_m]         -> mean member entropy
+    votes    N x K  int32     members whose argmax is class k     -> modal vote count
+
+so memory is O(N·K) whatever M is. Heuristics (baal's spirit: a small class that only
+computes a score from the state) read the state; higher means more informative:
+
+    entropy           H[p̄]
+    bald              H[p̄] − mean_m H[p_m]            (mutual information)
+    variation-ratio   1 − max_k votes_k / M             (member argmax ties: lowest class)
+    margin            1 − (p̄_top1 − p̄_top2)
+    random            uniform noise from a seeded generator (the baseline)
+
+Entropies use the natural log, with 0·log 0 = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedwise.errors import FeedwiseError
+
+PROB_TOLERANCE = 1e-3   # |row sum − 1| and negativity allowed in a member's probabilities
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy (nats) along ``axis`` with 0·log 0 = 0."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return -t.sum(axis=axis)
+
+
+def check_probabilities(probs, num_examples: int | None = None, num_classes: int | None = None,
+                        tol: float = PROB_TOLERANCE) -> np.ndarray:
+    """Return ``probs`` as an N x K float array, or raise FeedwiseError if it is not a distribution per row."""
+    try:
+        import torch
+        if isinstance(probs, torch.Tensor):
+            probs = probs.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    p = np.asarray(probs)
+    if p.ndim != 2:
+        raise FeedwiseError(f"probabilities must be a 2-D array (examples x classes), got shape {p.shape}")
+    if num_examples is not None and num_classes is not None and p.shape != (num_examples, num_classes):
+        raise FeedwiseError(f"probabilities have shape {p.shape}, expected ({num_examples}, {num_classes})")
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(np.float64)
+    if not np.isfinite(p).all():
+        raise FeedwiseError("probabilities contain NaN or infinite values")
+    lo = float(p.min()) if p.size else 0.0
+    if lo < -tol:
+        raise FeedwiseError(f"probabilities must be non-negative (found {lo:.3g})")
+    if p.size:
+        dev = float(np.abs(p.sum(axis=1, dtype=np.float64) - 1.0).max())
+        if dev > tol:
+            raise FeedwiseError(f"probability rows must sum to 1 (worst row is off by {dev:.3g}, tolerance {tol})")
+    return p
+
+
+@dataclass
+class ScorerState:
+    """What the heuristics read: running sums over the members added so far."""
+
+    sum_p: np.ndarray       # N x K float64
+    sum_ent: np.ndarray     # N float64
+    votes: np.ndarray       # N x K int32
+    num_members: int
+
+    def mean_p(self) -> np.ndarray:
+        return self.sum_p / max(1, self.num_members)
+
+
+class Heuristic:
+    """An acquisition heuristic: a name and a score over the state (higher = more informative)."""
+
+    name = ""
+    needs_members = True
+
+    def __call__(self, state: ScorerState, rng: np.random.Generator | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Entropy(Heuristic):
+    name = "entropy"
+
+    def __call__(self, state, rng=None):
+        return entropy(state.mean_p())
+
+
+class BALD(Heuristic):
+    name = "bald"
+
+    def __call__(self, state, rng=None):
+        mi = entropy(state.mean_p()) - state.sum_ent / state.num_members
+        return np.maximum(mi, 0.0)   # ≥ 0 by concavity; clip float round-off
+
+
+class VariationRatio(Heuristic):
+    name = "variation-ratio"
+
+    def __call__(self, state, rng=None):
+        return 1.0 - state.votes.max(axis=1) / state.num_members
+
+
+class Margin(Heuristic):
+    name = "margin"
+
+    def __call__(self, state, rng=None):
+        p = state.mean_p()
+        if p.shape[1] < 2:
+            return np.zeros(p.shape[0])
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+class Random(Heuristic):
+    name = "random"
+    needs_members = False
+
+    def __call__(self, state, rng=None):
+        rng = rng if rng is not None else np.random.default_rng(0)
+        return rng.random(state.sum_ent.shape[0])
+
+
+ACQUISITIONS: dict[str, Heuristic] = {h.name: h for h in (Entropy(), BALD(), VariationRatio(), Margin(), Random())}
+
+
+def get_acquisition(name: str) -> Heuristic:
+    if name not in ACQUISITIONS:
+        raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join(ACQUISITIONS)})")
+    return ACQUISITIONS[name]
+
+
+class EnsembleScorer:
+    """Accumulate ensemble members one at a time; memory O(N·K), independent of the number of members.
+
+    >>> s = EnsembleScorer(num_examples=3, num_classes=2)
+    >>> s.add([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    >>> s.num_members
+    1
+    """
+
+    def __init__(self, num_examples: int, num_classes: int, seed: int = 0):
+        if num_examples <= 0 or num_classes <= 0:
+            raise FeedwiseError(f"scorer needs a positive pool and class count, got {num_examples} x {num_classes}")
+        self.num_examples, self.num_classes, self.seed = int(num_examples), int(num_classes), seed
+        self.state = ScorerState(np.zeros((num_examples, num_classes)), np.zeros(num_examples),
+                                 np.zeros((num_examples, num_classes), dtype=np.int32), 0)
+
+    @property
+    def num_members(self) -> int:
+        return self.state.num_members
+
+    def add(self, probs) -> None:
+        """Fold one member's N x K softmax probabilities into the running sums."""
+        p = check_probabilities(probs, self.num_examples, self.num_classes)
+        st = self.state
+        st.sum_p += p                       # float32 input is upcast in place, no N x K float64 copy kept
+        st.sum_ent += entropy(p)
+        _add_votes(st.votes, p.argmax(axis=1))
+        st.num_members += 1
+
+    def scores(self, name: str) -> np.ndarray:
+        """The N-vector of ``name``'s scores (higher = more informative)."""
+        h = get_acquisition(name)
+        if h.needs_members and self.num_members == 0:
+            raise FeedwiseError(f"no ensemble members were added; '{name}' needs at least one")
+        return h(self.state, np.random.default_rng(self.seed))
+
+    # ------------------------------------------------------------------ persistence (resume)
+    def state_dict(self) -> dict:
+        st = self.state
+        return {"sum_p": st.sum_p, "sum_ent": st.sum_ent, "votes": st.votes, "num_members": np.int64(st.num_members)}
+
+    def load_state_dict(self, d) -> None:
+        if tuple(d["sum_p"].shape) != (self.num_examples, self.num_classes):
+            raise FeedwiseError(f"saved scorer state has shape {tuple(d['sum_p'].shape)}, "
+                                f"expected ({self.num_examples}, {self.num_classes})")
+        self.state = ScorerState(np.array(d["sum_p"], dtype=np.float64), np.array(d["sum_ent"], dtype=np.float64),
+                                 np.array(d["votes"], dtype=np.int32), int(d["num_members"]))
+
+
+def _add_votes(votes: np.ndarray, winners: np.ndarray) -> None:
+    """votes[i, winners[i]] += 1 for every row i, without a Python loop or an N x K temporary."""
+    flat = votes.reshape(-1)
+    flat[np.arange(votes.shape[0]) * votes.shape[1] + winners] += 1
+
+
+def stacked_scores(member_probs, name: str, seed: int = 0) -> np.ndarray:
+    """Reference: stack all members (M x N x K) and compute ``name`` directly, as baal's heuristics do."""
+    P = np.asarray(member_probs, dtype=np.float64)
+    M, N, K = P.shape
+    mean = P.mean(axis=0)
+    if name == "entropy":
+        return entropy(mean)
+    if name == "bald":
+        return np.maximum(entropy(mean) - entropy(P).mean(axis=0), 0.0)
+    if name == "variation-ratio":
+        winners = P.argmax(axis=2)                                        # M x N
+        counts = np.stack([(winners == k).sum(axis=0) for k in range(K)], axis=1)
+        return 1.0 - counts.max(axis=1) / M
+    if name == "margin":
+        s = np.sort(mean, axis=1)
+        return 1.0 - (s[:, -1] - s[:, -2])
+    if name == "random":
+        return np.random.default_rng(seed).random(N)
+    raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join(ACQUISITIONS)})")

@@ -1,0 +1,143 @@
+"""Choosing a subset from scores: top fraction (optionally class-balanced) or random.
+
+Sizes are exact: ``subset_size(f, N) = round(f·N)`` (Python's round, at least 1). Indices
+are returned sorted and unique. When the cut-off falls inside a group of equal scores (as
+happens with discrete scores such as variation ratio), the group is broken at random with
+a recorded seed and the number of examples filled that way is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from feedwise.errors import FeedwiseError
+
+BALANCES = ("none", "class")
+
+
+def check_fraction(f: float) -> float:
+    try:
+        f = float(f)
+    except (TypeError, ValueError):
+        raise FeedwiseError(f"fraction must be a number in (0, 1], got {f!r}") from None
+    if not (0.0 < f <= 1.0):
+        raise FeedwiseError(f"fraction must be in (0, 1], got {f}")
+    return f
+
+
+def subset_size(fraction: float, n: int) -> int:
+    return max(1, min(n, int(round(check_fraction(fraction) * n))))
+
+
+@dataclass
+class Selection:
+    indices: np.ndarray                     # sorted unique indices into the pool
+    tie_filled: int = 0                     # examples chosen at random among scores tied at the cut-off
+    tied_at_cutoff: int = 0                 # size of those tied groups (candidates for the remaining places)
+    seed: int = 0
+    quotas: dict = field(default_factory=dict)   # class -> count (balance=class)
+
+
+def proportional_quotas(labels: np.ndarray, size: int, num_classes: int | None = None) -> np.ndarray:
+    """Per-class counts summing to ``size``, each within one of size·(class frequency): largest remainder."""
+    labels = np.asarray(labels)
+    k = int(num_classes or (labels.max() + 1 if labels.size else 0))
+    freq = np.bincount(labels, minlength=k).astype(np.float64)
+    share = freq / max(1, labels.size) * size
+    q = np.floor(share).astype(np.int64)
+    rest = size - int(q.sum())
+    if rest > 0:
+        order = np.lexsort((np.arange(k), -(share - q)))   # largest remainder, ties by class index
+        q[order[:rest]] += 1
+    return np.minimum(q, freq.astype(np.int64))
+
+
+def top_k(scores: np.ndarray, k: int, rng: np.random.Generator, candidates: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+    """Indices of the ``k`` highest scores among ``candidates``; ties at the cut-off broken by ``rng``.
+
+    Returns (indices, tie_filled, tied_at_cutoff)."""
+    cand = np.arange(len(scores)) if candidates is None else np.asarray(candidates)
+    if k <= 0 or cand.size == 0:
+        return np.zeros(0, dtype=np.int64), 0, 0
+    if k >= cand.size:
+        return np.sort(cand).astype(np.int64), 0, 0
+    s = np.asarray(scores)[cand]
+    cut = np.partition(s, cand.size - k)[cand.size - k]      # k-th largest
+    above = cand[s > cut]
+    tied = cand[s == cut]
+    need = k - above.size
+    fill = rng.choice(tied, size=need, replace=False) if need < tied.size else tied
+    tie_filled = need if need < tied.size else 0
+    return np.sort(np.concatenate([above, fill])).astype(np.int64), int(tie_filled), int(tied.size if tie_filled else 0)
+
+
+def select_top(scores: np.ndarray, size: int, seed: int = 0, labels: np.ndarray | None = None,
+               balance: str = "none", exclude: np.ndarray | None = None, num_classes: int | None = None) -> Selection:
+    """The ``size`` highest-scored examples (plus ``exclude``, which are kept and count towards ``size``).
+
+    ``balance='class'`` takes the top within each class, with per-class counts proportional to
+    the pool's class frequencies (``labels``)."""
+    if balance not in BALANCES:
+        raise FeedwiseError(f"unknown balance '{balance}' (known: {', '.join(BALANCES)})")
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    if not (0 < size <= n):
+        raise FeedwiseError(f"subset size must be in [1, {n}], got {size}")
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(0, dtype=np.int64) if exclude is None else np.unique(np.asarray(exclude, dtype=np.int64))
+    free = np.ones(n, dtype=bool)
+    free[keep] = False
+    if balance == "none":
+        picked, tf, tied = top_k(scores, size - keep.size, rng, np.flatnonzero(free))
+        return Selection(np.union1d(keep, picked), tf, tied, seed)
+    if labels is None:
+        raise FeedwiseError("balance='class' needs the pool's labels")
+    labels = np.asarray(labels)
+    quotas = proportional_quotas(labels, size, num_classes)
+    parts, tf, tied = [keep], 0, 0
+    short = 0
+    for c, q in enumerate(quotas):
+        have = int((labels[keep] == c).sum())
+        cand = np.flatnonzero(free & (labels == c))
+        want = max(0, int(q) - have)
+        got, a, b = top_k(scores, want, rng, cand)
+        short += want - got.size
+        parts.append(got)
+        tf, tied = tf + a, tied + b
+    chosen = np.unique(np.concatenate(parts))
+    if chosen.size < size:   # a class ran out, or the kept set already exceeded a quota: fill by score
+        rest = np.ones(n, dtype=bool)
+        rest[chosen] = False
+        got, a, b = top_k(scores, size - chosen.size, rng, np.flatnonzero(rest))
+        chosen, tf, tied = np.union1d(chosen, got), tf + a, tied + b
+    elif chosen.size > size:
+        raise FeedwiseError(f"the kept examples ({keep.size}) exceed their class quotas by more than the subset size")
+    return Selection(chosen.astype(np.int64), tf, tied, seed, {int(c): int(q) for c, q in enumerate(quotas)})
+
+
+def select_random(n: int, size: int, seed: int = 0, labels: np.ndarray | None = None, balance: str = "none",
+                  exclude: np.ndarray | None = None, num_classes: int | None = None) -> Selection:
+    """A uniformly random subset of ``size`` (class-proportional with ``balance='class'``)."""
+    scores = np.random.default_rng(seed).random(n)
+    sel = select_top(scores, size, seed=seed, labels=labels, balance=balance, exclude=exclude, num_classes=num_classes)
+    sel.tie_filled = sel.tied_at_cutoff = 0
+    return sel
+
+
+def class_composition(labels: np.ndarray, indices: np.ndarray, num_classes: int) -> dict:
+    """Counts per class in the subset, the proportional share from the pool, and classes under half their share."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[indices], minlength=num_classes)
+    share = np.bincount(labels, minlength=num_classes) / max(1, labels.size) * len(indices)
+    under = [int(c) for c in range(num_classes) if counts[c] < 0.5 * share[c]]
+    return {"counts": counts.tolist(), "share": [round(float(s), 2) for s in share],
+            "ratio": [round(float(c / s), 3) if s > 0 else None for c, s in zip(counts, share)],
+            "under_half": under}
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    u = np.union1d(a, b).size
+    return float(np.intersect1d(a, b).size / u) if u else 1.0
