@@ -39,17 +39,18 @@ OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 class HandLoop:
     def __init__(self, data, model_fn, bs, lr, seed):
         torch.manual_seed(seed)
-        self.model = model_fn()
+        self.model = model_fn().to(data.x_train.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
         self.x, self.y, self.bs = data.x_train, data.y_train, bs
         self.g = torch.Generator().manual_seed(seed)
-        self.perm, self.pos = torch.randperm(len(self.y), generator=self.g), 0
+        self.dev = data.x_train.device
+        self.perm, self.pos = torch.randperm(len(self.y), generator=self.g).to(self.dev), 0
 
     def steps(self, n):
         model, opt, x, y, bs = self.model, self.opt, self.x, self.y, self.bs
         for _ in range(n):
             if self.pos + bs > len(y):
-                self.perm, self.pos = torch.randperm(len(y), generator=self.g), 0
+                self.perm, self.pos = torch.randperm(len(y), generator=self.g).to(self.dev), 0
             idx = self.perm[self.pos:self.pos + bs]
             self.pos += bs
             out = model(x[idx])
@@ -62,7 +63,7 @@ class HandLoop:
 class EngineLoop:
     def __init__(self, data, model_fn, bs, lr, seed):
         cfg = TrainConfig(batch_size=bs, lr=lr, optimizer="momentum", max_steps=10**9, eval_every=10**9, seed=seed)
-        self.t = Trainer(data, model_fn, cfg)
+        self.t = Trainer(data, model_fn, cfg, device=data.x_train.device)
 
     def steps(self, n):
         self.t.train_steps(n)
@@ -73,9 +74,11 @@ class EngineLoop:
 class DataLoaderLoop:
     def __init__(self, data, model_fn, bs, lr, seed):
         torch.manual_seed(seed)
-        self.model = model_fn()
+        self.dev = data.x_train.device
+        self.model = model_fn().to(self.dev)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
-        self.loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=bs, shuffle=True,
+        # the usual pattern: CPU tensors in a TensorDataset, batches moved to the device
+        self.loader = DataLoader(TensorDataset(data.x_train.cpu(), data.y_train.cpu()), batch_size=bs, shuffle=True,
                                  drop_last=True, generator=torch.Generator().manual_seed(seed))
         self.it = iter(self.loader)
 
@@ -87,13 +90,20 @@ class DataLoaderLoop:
             except StopIteration:
                 self.it = iter(self.loader)
                 xb, yb = next(self.it)
+            xb, yb = xb.to(self.dev, non_blocking=True), yb.to(self.dev, non_blocking=True)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
 
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def measure(data, model_fn, bs, rounds, chunk, warmup=2):
+    dev = data.x_train.device
     loops = {"hand": HandLoop(data, model_fn, bs, 0.05, 0), "engine": EngineLoop(data, model_fn, bs, 0.05, 0),
              "dataloader": DataLoaderLoop(data, model_fn, bs, 0.05, 0)}
     names = list(loops)
@@ -104,8 +114,10 @@ def measure(data, model_fn, bs, rounds, chunk, warmup=2):
     for r in range(rounds):
         order = names[r % 3:] + names[:r % 3]
         for n in order:
+            _sync(dev)
             t0 = time.perf_counter()
             loops[n].steps(chunk)
+            _sync(dev)
             per_step[n].append((time.perf_counter() - t0) / chunk)
     ratios = {n: [a / b for a, b in zip(per_step[n], per_step["hand"])] for n in names if n != "hand"}
 
@@ -126,10 +138,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--chunk", type=int, default=100)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     w = get_workload("mnist1d-mlp")
-    data = w.load()
+    data = w.load().to(a.device)
     model_fn = w.model_fn(data)
     load0 = os.getloadavg()
     results = []
@@ -141,14 +155,14 @@ def main():
               f"[{r['ratio_to_hand']['engine']['q1']:.3f}, {r['ratio_to_hand']['engine']['q3']:.3f}]  "
               f"dataloader/hand {r['ratio_to_hand']['dataloader']['median']:.3f}  "
               f"hand {r['seconds_per_step']['hand']['median'] * 1e3:.3f} ms/step")
-    write_json(OUT, {
+    write_json(a.out, {
         "benchmark": "engine_overhead", "workload": w.name, "target_ratio": 1.05,
         "method": "interleaved chunks in one process, order rotated per round; ratio per round, median and quartiles",
-        "threads": a.threads, "loadavg_start": load0, "loadavg_end": os.getloadavg(), "machine": machine_info(),
+        "threads": a.threads, "device": a.device, "loadavg_start": load0, "loadavg_end": os.getloadavg(), "machine": machine_info(),
         "results": results,
         "passes": all(r["ratio_to_hand"]["engine"]["median"] <= 1.05 for r in results),
     })
-    print(f"wrote {OUT}")
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":
