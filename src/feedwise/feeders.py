@@ -162,5 +162,5 @@ def _load_plugins() -> None:
     try:
         import feedwise.emphasis.feeders  # noqa: F401
     except ModuleNotFoundError as e:  # the emphasis package may not define feeders yet
-        if "feedwise.emphasis.feeders" not in str(e):
+        if e.name not in ("feedwise.emphasis", "feedwise.emphasis.feeders"):
             raise
