@@ -1,0 +1,165 @@
+"""The Active Bias family as data: ``name -> Method`` (how it emphasises, and by which score).
+
+=========  =================  ==========================================================
+name       how                emphasis ∝ (score + ε)
+=========  =================  ==========================================================
+uniform    order              none: a fresh permutation every epoch (SGD-Uni)
+scan       order              none: the same order every epoch (SGD-Scan)
+se / we    sample / weight    p̄ (easy examples)
+sd / wd    sample / weight    1 − p̄ (hard examples)
+spv / wpv  sample / weight    std̂ (prediction variance, the paper's main method)
+stc / wtc  sample / weight    p̄ (1 − p̄) (threshold closeness)
+loss       sample             the example's last loss −log p, + ε·mean loss (importance
+                              sampling, reweighted by 1/(N·p) to keep the gradient unbiased)
+=========  =================  ==========================================================
+
+A *sample* method draws each epoch's N indices with replacement with probability ∝ score + ε
+(recomputed once per epoch); a *weight* method keeps uniform shuffling and multiplies each
+example's loss by score + ε, normalised to mean 1 over the batch. Every method but
+uniform/scan starts with ``burn_in`` epochs of uniform shuffling, while the history fills.
+
+Defaults (ours; the paper treats both as constants to set once): ``ε = 0.05`` — scores live
+in [0, 1] (std̂ rarely above 0.3, p̄(1−p̄) at most 0.25), so ε = 0.05 keeps every example's
+probability within a factor of a few of the others' — and ``burn_in = 2`` epochs, the
+fewest that give every example the two observations std̂ needs.
+
+For ``loss``, ε is relative to the mean loss (default 1.0): p ∝ loss + ε·mean(loss), so
+1/(N·p) ≤ (1 + ε)/ε bounds the weights (≤ 2 by default). Without that floor, weights of up to
+30 made momentum SGD at the workload's lr unstable on mnist1d-mlp in our first runs.
+
+Examples whose score is still undefined (std̂ needs n ≥ 2, p̄ needs n ≥ 1) get the mean
+score of the examples where it is defined (0 when none is).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from feedwise.emphasis.history import PredictionHistory, stats_from_rows, std_hat
+from feedwise.errors import FeedwiseError
+
+DEFAULT_EPSILON = 0.05
+DEFAULT_BURN_IN = 2
+
+
+# each score maps rows [count, shift, s1, s2] of the history's state to a score (NaN: undefined)
+def _easy(rows: torch.Tensor) -> torch.Tensor:
+    return stats_from_rows(rows)[1]
+
+
+def _hard(rows: torch.Tensor) -> torch.Tensor:
+    return 1 - stats_from_rows(rows)[1]
+
+
+def _variance(rows: torch.Tensor) -> torch.Tensor:
+    n, _, v = stats_from_rows(rows)
+    return std_hat(n, v)
+
+
+def _closeness(rows: torch.Tensor) -> torch.Tensor:
+    m = stats_from_rows(rows)[1]
+    return m * (1 - m)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    how: str            # order | sample | weight
+    score: str          # none | easy | hard | variance | closeness | loss
+    label: str          # the paper's name
+    default_epsilon: float = DEFAULT_EPSILON
+
+    @property
+    def uses_history(self) -> bool:
+        return self.score in SCORES
+
+
+SCORES = {"easy": _easy, "hard": _hard, "variance": _variance, "closeness": _closeness}
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("uniform", "order", "none", "SGD-Uni"),
+    Method("scan", "order", "none", "SGD-Scan"),
+    Method("se", "sample", "easy", "SGD-SE"),
+    Method("we", "weight", "easy", "SGD-WE"),
+    Method("sd", "sample", "hard", "SGD-SD"),
+    Method("wd", "weight", "hard", "SGD-WD"),
+    Method("spv", "sample", "variance", "SGD-SPV"),
+    Method("wpv", "weight", "variance", "SGD-WPV"),
+    Method("stc", "sample", "closeness", "SGD-STC"),
+    Method("wtc", "weight", "closeness", "SGD-WTC"),
+    Method("loss", "sample", "loss", "loss-IS", default_epsilon=1.0),
+]}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise FeedwiseError(f"unknown emphasis method '{name}' (known: {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def check_epsilon(epsilon: float) -> float:
+    try:
+        e = float(epsilon)
+    except (TypeError, ValueError):
+        raise FeedwiseError(f"epsilon must be a number, got {epsilon!r}") from None
+    if not (e >= 0 and math.isfinite(e)):
+        raise FeedwiseError(f"epsilon must be finite and >= 0, got {epsilon}")
+    return e
+
+
+def check_burn_in(burn_in: float) -> float:
+    try:
+        b = float(burn_in)
+    except (TypeError, ValueError):
+        raise FeedwiseError(f"burn-in must be a number of epochs, got {burn_in!r}") from None
+    if not (b >= 0 and math.isfinite(b)):
+        raise FeedwiseError(f"burn-in must be finite and >= 0 epochs, got {burn_in}")
+    return b
+
+
+def fill_value(scores: torch.Tensor) -> float:
+    """The value given to examples whose score is undefined: the mean of the defined ones."""
+    ok = torch.isfinite(scores)
+    return float(scores[ok].mean()) if bool(ok.any()) else 0.0
+
+
+def scores(history: PredictionHistory, method: str | Method, indices=None, fill: float | None = None) -> torch.Tensor:
+    """The (non-negative, finite) emphasis score of ``method`` for all or some examples."""
+    m = method if isinstance(method, Method) else get_method(method)
+    if not m.uses_history:
+        raise FeedwiseError(f"method '{m.name}' has no history score")
+    s = SCORES[m.score](history.rows(indices))
+    if fill is None:
+        fill = fill_value(s if indices is None else SCORES[m.score](history.rows()))
+    return torch.nan_to_num(s, nan=fill).clamp_min(0)
+
+
+def probabilities(history: PredictionHistory, method: str | Method = "spv", epsilon: float = DEFAULT_EPSILON,
+                  num_examples: int | None = None) -> torch.Tensor:
+    """Sampling probabilities (sum 1, float64) ∝ score + ε over all examples of ``history``.
+
+    ``num_examples`` (the size of the dataset being sampled) must match the history's."""
+    if num_examples is not None and int(num_examples) != history.num_examples:
+        raise FeedwiseError(f"asked for sampling probabilities of {num_examples} examples from a history of "
+                            f"{history.num_examples}")
+    eps = check_epsilon(epsilon)
+    s = scores(history, method) + eps
+    total = s.sum()
+    if not bool(total > 0):
+        return torch.full_like(s, 1.0 / len(s))
+    return s / total
+
+
+def emphasis_weights(history: PredictionHistory, indices, method: str | Method = "wpv",
+                     epsilon: float = DEFAULT_EPSILON, fill: float | None = None) -> torch.Tensor:
+    """Per-example loss weights ∝ score + ε for ``indices``, normalised to mean 1 (float32).
+
+    Multiply the per-example loss (``reduction="none"``) by these before the mean."""
+    eps = check_epsilon(epsilon)
+    idx = torch.as_tensor(indices, device=history.device).reshape(-1).long()
+    history.check_indices(idx)
+    w = scores(history, method, idx, fill=fill) + (eps + 1e-12)  # 1e-12: all-zero scores give equal weights
+    return (w / w.mean()).to(torch.float32)
