@@ -1,0 +1,122 @@
+"""`feedwise batch-size` and `feedwise noise-scale`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feedwise.errors import FeedwiseError
+
+
+def _int_list(s: str) -> list[int]:
+    try:
+        vals = [int(v) for v in s.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("give at least one batch size")
+    return vals
+
+
+def register(sub) -> None:
+    from feedwise.cli import _add_data_args, _add_run_args
+
+    p = sub.add_parser("batch-size", help="steps to a target vs batch size, tuned per batch size (Shallue et al.)",
+                       description="For each batch size, an Optuna study (scrambled Sobol QMC) over the optimizer's "
+                                   "metaparameters; each trial stops at the target or when exact pruning shows it "
+                                   "cannot improve the batch size's best steps-to-result. Re-run to resume.")
+    p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
+    p.add_argument("--batch-sizes", type=_int_list, default=[16, 64, 256, 1024, 4096],
+                   help="comma-separated batch sizes (default 16,64,256,1024,4096)")
+    p.add_argument("--trials", type=int, default=8,
+                   help="finished trials per batch size, counted across all workers sharing the storage")
+    p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
+    p.add_argument("--target", type=float, default=None, help="target validation error (default: the workload's)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="step budget per trial at and above --ref-batch (default: the workload's)")
+    p.add_argument("--ref-batch", type=int, default=None,
+                   help="below this batch size the step budget grows as max_steps*ref/B (default: the workload's "
+                        "batch size; 0 = same step budget for every batch size)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="steps between evaluations at --ref-batch (default: the workload's); shrinks as ref/B above it")
+    p.add_argument("--min-eval-every", type=int, default=10, help="smallest evaluation period (large batches)")
+    p.add_argument("--space", default=None, help="YAML/JSON file overriding the search space {name: [low, high]}")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the QMC sequence and of the trials")
+    p.add_argument("--heartbeat", type=int, default=10,
+                   help="seconds between trial heartbeats; a trial silent for 3x this is stale (killed)")
+    _add_data_args(p)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_batch_size)
+
+    p = sub.add_parser("noise-scale", help="gradient noise scale B_simple from one short run (McCandlish et al.)",
+                       description="Trains once at --batch-size with the workload's default learning rate and "
+                                   "measures |G|^2 and tr(Sigma) from gradients at --b-small and --b-big every "
+                                   "--measure-every steps; B_simple = tr(Sigma)/|G|^2 predicts the critical batch.")
+    p.add_argument("--workload", default="mnist1d-mlp")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the workload's)")
+    p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the workload's)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--b-small", type=int, default=32, help="small batch of the estimator")
+    p.add_argument("--b-big", type=int, default=1024, help="big batch of the estimator (a multiple of --b-small)")
+    p.add_argument("--measure-every", type=int, default=50, help="training steps between gradient measurements")
+    p.add_argument("--max-steps", type=int, default=None, help="step budget (default: the workload's)")
+    p.add_argument("--target", type=float, default=None, help="stop at this validation error (default: the workload's)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_data_args(p)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_noise_scale)
+
+
+def _data_options(a):
+    from feedwise.cli import _data_options as f
+    return f(a)
+
+
+def cmd_batch_size(a) -> int:
+    from feedwise.studies.batch_size import BatchSizeRequest, Budget, load_space_file, run_batch_size_study
+    from feedwise.workloads import get_workload
+
+    w = get_workload(a.workload)
+    budget = Budget(max_steps=a.max_steps if a.max_steps is not None else w.max_steps,
+                    ref_batch=a.ref_batch if a.ref_batch is not None else w.batch_size,
+                    eval_every=a.eval_every if a.eval_every is not None else w.eval_every,
+                    min_eval_every=a.min_eval_every)
+    if budget.max_steps <= 0 or budget.eval_every <= 0 or budget.min_eval_every <= 0 or budget.ref_batch < 0:
+        raise FeedwiseError("--max-steps, --eval-every, --min-eval-every must be positive and --ref-batch >= 0")
+    space = load_space_file(a.space) if a.space else None
+    req = BatchSizeRequest(workload=a.workload, batch_sizes=a.batch_sizes, trials=a.trials, optimizer=a.optimizer,
+                           target=a.target, budget=budget, seed=a.seed, space=space, data=_data_options(a))
+    s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
+                             command=sys.argv, heartbeat=a.heartbeat)
+    print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9}  trials by status")
+    for e in s["batch_sizes"]:
+        st = e["steps_to_result"]
+        lr = f"{e['best_lr']:.3g}" if e["best_lr"] is not None else "-"
+        el = f"{e['best_effective_lr']:.3g}" if e["best_effective_lr"] is not None else "-"
+        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {e['regime']:26} {lr:>9} {el:>9}  "
+              f"{e['trials_by_status']}")
+    pr = s["pruning"]
+    if pr["fraction_saved"] is not None:
+        print(f"examples processed {pr['examples_processed']:,} of {pr['examples_unpruned']:,} unpruned "
+              f"({100 * pr['fraction_saved']:.1f}% saved by early stopping + exact pruning)")
+    k = s["knee"]
+    if k.get("b_crit") is not None:
+        print(f"knee (fit S = S_min (1 + B_crit/B)): B_crit = {k['b_crit']:.4g}")
+    print(f"results: {a.out}/summary.json")
+    return 0
+
+
+def cmd_noise_scale(a) -> int:
+    from feedwise.studies.noise_scale import NoiseScaleRequest, run_noise_scale
+
+    req = NoiseScaleRequest(workload=a.workload, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
+                            momentum=a.momentum, b_small=a.b_small, b_big=a.b_big, measure_every=a.measure_every,
+                            max_steps=a.max_steps, target=a.target, seed=a.seed, data=_data_options(a))
+    s = run_noise_scale(req, a.out, threads=a.threads, device=a.device, command=sys.argv)
+    print(f"B_simple = {s['b_simple']:.4g} (mean over the run), {s['b_simple_last']:.4g} (last quarter)"
+          f"  from {s['measurements']} measurements; predicted critical batch ~ {s['predicted_critical_batch']:.4g}")
+    print(f"compute: {s['compute']['examples_total']:,} examples ({s['compute']['examples_gradient']:,} for the "
+          f"estimator)  results: {a.out}/summary.json")
+    return 0

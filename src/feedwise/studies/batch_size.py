@@ -1,0 +1,467 @@
+"""The batch-size scaling study (Shallue et al. 2018), tuned with Optuna, resumable.
+
+For every batch size B there is one Optuna study (``bs<B>``) in one storage (``DIR/study.db``
+by default, any RDB URL such as ``postgresql://...`` with ``storage=``), sampled by a
+scrambled, seeded ``QMCSampler`` over the optimizer's metaparameters:
+
+====================  =============  ==========================================================
+parameter             scale          meaning
+====================  =============  ==========================================================
+``lr``                log-uniform    initial learning rate
+``one_minus_momentum`` log-uniform   1 - momentum (momentum / nesterov; Adam's 1 - beta1)
+``end_factor``        log-uniform    final lr of the linear decay, as a fraction of ``lr``
+``decay_fraction``    uniform        decay length: ``decay_steps = decay_fraction * max_steps``
+====================  =============  ==========================================================
+
+Defaults live in ``Workload.search_space`` (``{name: [low, high]}``); a YAML/JSON file can
+override any of them (``[low, high]`` or a single number to fix it); an unknown name is an
+error. Note that Optuna's ``QMCSampler`` draws the very first trial of each study from its
+seeded ``RandomSampler`` (it learns the search space from it); every later trial is a point of
+the scrambled Sobol sequence.
+
+Each Optuna trial trains once with the engine into ``trials/b<B>-<number>/`` (``trial.json``
+records the Optuna study, trial number and batch size), evaluates every ``eval_every(B)``
+steps and stops at the target. **Exact pruning**: after each evaluation that did not reach the
+target, the trial reads the best steps-to-result already found for its batch size from the
+storage (the finished trials of all workers) and stops as ``pruned`` when its next evaluation
+could not come below it (:func:`feedwise.studies.scaling.should_prune`): the minimum over the
+batch size is unchanged by construction.
+
+Optuna bookkeeping (``QMCSampler`` ignores objective values; they matter for the pruning rule
+and for humans): ``reached`` -> COMPLETE with value = steps-to-result; ``budget`` -> COMPLETE
+with value = +inf; ``pruned`` and ``diverged`` -> PRUNED (stopped early, no value). The
+engine's status is kept in the trial's user attributes and in ``trial.json``.
+
+**Budget per trial**: ``max_steps(B) = max_steps * max(1, ref_batch / B)``: the step budget
+grows below the reference batch size so that small batches get the same number of examples
+(``ref_batch = 0`` switches this off). Evaluations every ``eval_every(B) = max(min_eval_every,
+round(eval_every * ref_batch / B))`` steps: a fixed number of examples between evaluations, so
+every batch size is measured at about the same relative resolution of its steps-to-result
+(large batches, which need few steps, are evaluated more often in steps, small ones less).
+
+**Resume / several workers**: the storage is opened with heartbeats; trials whose heartbeat
+stopped (a killed process) are marked FAIL by Optuna and their folders ``unfinished``. A run
+asks for new trials until ``trials`` of them are finished (COMPLETE or PRUNED) for each batch
+size, counted in the storage across all workers, so re-running never repeats a finished trial.
+With several workers at once the count may overshoot by at most one trial per extra worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from feedwise.engine import TrainConfig
+from feedwise.errors import FeedwiseError
+from feedwise.feeders import UniformFeeder
+from feedwise.progress import progress_bar
+from feedwise.results import StudyDir, read_json
+from feedwise.studies import scaling
+from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.studies.train import DataOptions
+from feedwise.workloads import get_workload
+
+KIND = "batch-size"
+PARAMS = ("lr", "one_minus_momentum", "end_factor", "decay_fraction")
+LOG_PARAMS = ("lr", "one_minus_momentum", "end_factor")
+FINISHED = ("reached", "budget", "pruned", "diverged")
+
+
+# ---------------------------------------------------------------------------------- space
+def load_space_file(path: str | Path) -> dict:
+    """Read a YAML or JSON file ``{name: [low, high] | value}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FeedwiseError(f"search-space file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            obj = json.loads(text)
+        else:
+            import yaml
+            obj = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        raise FeedwiseError(f"cannot parse search-space file {p}: {e}") from None
+    if not isinstance(obj, dict):
+        raise FeedwiseError(f"search-space file {p} must hold a mapping name -> [low, high]")
+    return obj
+
+
+def resolve_space(defaults: dict, overrides: dict | None, optimizer: str) -> dict:
+    """The search space of one optimizer: ``{name: [low, high]}`` (or a fixed number).
+
+    ``one_minus_momentum`` is dropped for plain SGD. Unknown names are an error."""
+    space = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in defaults.items()}
+    for k, v in (overrides or {}).items():
+        if k not in PARAMS:
+            raise FeedwiseError(f"unknown search-space parameter '{k}' (known: {', '.join(PARAMS)})")
+        space[k] = list(v) if isinstance(v, (list, tuple)) else v
+    for k in PARAMS:
+        if k not in space:
+            raise FeedwiseError(f"search space misses '{k}'")
+    if optimizer == "sgd":
+        space.pop("one_minus_momentum")
+    for k, v in space.items():
+        if isinstance(v, list):
+            if len(v) != 2 or not all(isinstance(x, (int, float)) for x in v):
+                raise FeedwiseError(f"search-space '{k}' must be [low, high] or a number, got {v!r}")
+            lo, hi = float(v[0]), float(v[1])
+            if not lo < hi:
+                raise FeedwiseError(f"search-space '{k}': low {lo} must be below high {hi}")
+            if k in LOG_PARAMS and lo <= 0:
+                raise FeedwiseError(f"search-space '{k}' is log-scaled: low must be positive, got {lo}")
+            space[k] = [lo, hi]
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            space[k] = float(v)
+        else:
+            raise FeedwiseError(f"search-space '{k}' must be [low, high] or a number, got {v!r}")
+    _check_ranges(space)
+    return space
+
+
+def _check_ranges(space: dict) -> None:
+    bounds = {"lr": (0, math.inf), "one_minus_momentum": (0, 1), "end_factor": (0, 1), "decay_fraction": (0, 1)}
+    for k, v in space.items():
+        lo, hi = (v, v) if isinstance(v, float) else v
+        blo, bhi = bounds[k]
+        if lo <= blo and k != "end_factor" or lo < blo or hi > bhi:
+            raise FeedwiseError(f"search-space '{k}' = {v} is outside ({blo}, {bhi}]")
+
+
+def suggest(trial, space: dict) -> dict:
+    params = {}
+    for k in sorted(space):
+        v = space[k]
+        if isinstance(v, float):
+            params[k] = v
+        else:
+            params[k] = trial.suggest_float(k, v[0], v[1], log=k in LOG_PARAMS)
+    return params
+
+
+# ---------------------------------------------------------------------------------- budget
+@dataclass
+class Budget:
+    """Per-trial budget and evaluation period as functions of the batch size."""
+
+    max_steps: int = 4000
+    ref_batch: int = 128
+    eval_every: int = 50
+    min_eval_every: int = 10
+
+    def steps(self, batch_size: int) -> int:
+        if self.ref_batch and batch_size < self.ref_batch:
+            return int(math.ceil(self.max_steps * self.ref_batch / batch_size))
+        return int(self.max_steps)
+
+    def eval_period(self, batch_size: int) -> int:
+        if not self.ref_batch:
+            return int(self.eval_every)
+        return max(1, self.min_eval_every, int(round(self.eval_every * self.ref_batch / batch_size)))
+
+
+@dataclass
+class BatchSizeRequest:
+    workload: str
+    batch_sizes: list[int]
+    trials: int = 8
+    optimizer: str = "momentum"
+    target: float | None = None
+    budget: Budget | None = None
+    seed: int = 0
+    space: dict | None = None            # overrides of the workload's defaults
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def resolved(self) -> tuple["BatchSizeRequest", dict, float, Budget]:
+        w = get_workload(self.workload)
+        if not self.batch_sizes:
+            raise FeedwiseError("give at least one batch size")
+        if any(b <= 0 for b in self.batch_sizes):
+            raise FeedwiseError(f"batch sizes must be positive, got {self.batch_sizes}")
+        if self.trials <= 0:
+            raise FeedwiseError(f"--trials must be positive, got {self.trials}")
+        if self.optimizer not in ("sgd", "momentum", "nesterov", "adam"):
+            raise FeedwiseError(f"unknown optimizer '{self.optimizer}' (known: sgd, momentum, nesterov, adam)")
+        space = resolve_space(w.search_space, self.space, self.optimizer)
+        target = w.target if self.target is None else float(self.target)
+        budget = self.budget or Budget(max_steps=w.max_steps, ref_batch=w.batch_size, eval_every=w.eval_every)
+        if budget.max_steps <= 0 or budget.eval_every <= 0:
+            raise FeedwiseError("max steps and eval period must be positive")
+        return self, space, target, budget
+
+
+def study_name(batch_size: int) -> str:
+    return f"bs{batch_size}"
+
+
+def trial_id(batch_size: int, number: int) -> str:
+    return f"b{batch_size}-{number}"
+
+
+def make_config(batch_size: int, params: dict, optimizer: str, budget: Budget, target: float, seed: int) -> TrainConfig:
+    steps = budget.steps(batch_size)
+    momentum = 0.0 if optimizer == "sgd" else 1.0 - params["one_minus_momentum"]
+    return TrainConfig(batch_size=batch_size, optimizer=optimizer, lr=params["lr"], momentum=momentum,
+                       schedule="linear", end_factor=params["end_factor"],
+                       decay_steps=max(1, int(round(params["decay_fraction"] * steps))), max_steps=steps,
+                       eval_every=budget.eval_period(batch_size), target=target, stop_at_target=True,
+                       seed=seed, evaluate_test=False)
+
+
+# ---------------------------------------------------------------------------------- storage
+def open_storage(url: str, heartbeat: int = 10):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
+                                              grace_period=max(2, 3 * int(heartbeat)), **kwargs)
+        except Exception as e:
+            raise FeedwiseError(f"cannot open Optuna storage {url}: {e}") from None
+
+
+def _sampler(seed: int):
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
+    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+
+
+def _finished_count(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def best_steps(study) -> int | None:
+    """Best steps-to-result among this batch size's COMPLETE trials in the storage."""
+    from optuna.trial import TrialState
+
+    vals = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    return int(min(vals)) if vals else None
+
+
+def mark_stale(study, out: StudyDir) -> list[str]:
+    """Fail trials whose heartbeat stopped and mark their folders ``unfinished``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
+    marked = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        tid = t.user_attrs.get("trial_dir")
+        if not tid:
+            continue
+        td = out.trial(tid)
+        if td.exists():
+            rec = td.read()
+            if rec.get("status") == "running":
+                td.write({**rec, "status": "unfinished", "optuna_state": "FAIL"})
+                marked.append(tid)
+    return marked
+
+
+class ExactPruner:
+    """Engine callback: ``pruned`` once the trial cannot beat the batch size's best result.
+
+    Reads the best from the storage at most every ``refresh_s`` seconds (other workers)."""
+
+    def __init__(self, study, eval_every: int, refresh_s: float = 1.0):
+        self.study, self.eval_every, self.refresh_s = study, eval_every, refresh_s
+        self.best, self._t = None, -math.inf
+
+    def __call__(self, trainer, row) -> str | None:
+        now = time.monotonic()
+        if now - self._t >= self.refresh_s:
+            self.best, self._t = best_steps(self.study), now
+        if scaling.should_prune(trainer.step, self.eval_every, self.best):
+            return "pruned"
+        return None
+
+
+# ---------------------------------------------------------------------------------- the study
+def study_config(req: BatchSizeRequest, space: dict, target: float, budget: Budget) -> dict:
+    """What defines the results (batch sizes and trial counts may grow on a resume)."""
+    return {"workload": req.workload, "optimizer": req.optimizer, "target": target, "budget": asdict(budget),
+            "space": space, "seed": req.seed, "data": asdict(req.data), "schedule": "linear"}
+
+
+def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | None = None,
+                         threads: int | None = None, device: str = "auto", command: list[str] | None = None,
+                         heartbeat: int = 10) -> dict:
+    """Run (or resume) the study into ``out``; returns the summary (also written to summary.json)."""
+    import optuna
+
+    req, space, target, budget = req.resolved()
+    workload = get_workload(req.workload)
+    sd = StudyDir(out)
+    n_threads = set_threads(threads)
+    dev = pick_device(device)
+    data = workload.load(**asdict(req.data))
+    for b in req.batch_sizes:
+        if b > data.num_train:
+            raise FeedwiseError(f"batch size {b} is larger than the training set ({data.num_train} examples)")
+    url = storage or f"sqlite:///{Path(out).resolve() / 'study.db'}"
+    sd.open(KIND, study_config(req, space, target, budget), command=command,
+            extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
+                   "storage": _redact(url)})
+    store = open_storage(url, heartbeat)
+    batch_sizes = sorted(set(int(b) for b in req.batch_sizes))
+    model_fn = workload.model_fn(data)
+
+    with progress_bar() as bar:
+        outer = bar.add_task("batch sizes", total=len(batch_sizes))
+        for b in batch_sizes:
+            study = optuna.create_study(study_name=study_name(b), storage=store, sampler=_sampler(req.seed + b),
+                                        direction="minimize", load_if_exists=True)
+            study.set_user_attr("batch_size", b)
+            mark_stale(study, sd)
+            inner = bar.add_task(f"bs={b} trials", total=req.trials, completed=min(req.trials, _finished_count(study)))
+            steps_task = bar.add_task("  steps", total=budget.steps(b))
+
+            def objective(trial, b=b, study=study):
+                params = suggest(trial, space)
+                seed = req.seed * 1_000_003 + trial.number
+                cfg = make_config(b, params, req.optimizer, budget, target, seed)
+                tid = trial_id(b, trial.number)
+                trial.set_user_attr("trial_dir", tid)
+                eff = scaling.effective_lr(cfg.lr, cfg.momentum, cfg.optimizer)
+                record = {"batch_size": b, "search_params": params, "effective_lr": eff,
+                          "optuna": {"study": study.study_name, "number": trial.number, "trial_id": trial._trial_id},
+                          "data": asdict(req.data)}
+                bar.update(steps_task, completed=0, total=cfg.budget_steps())
+                result, _ = run_trial(sd.trial(tid), workload, data, cfg, UniformFeeder(), device=dev,
+                                      callbacks=[ExactPruner(study, cfg.eval_every)], record=record,
+                                      progress=lambda s, t: bar.update(steps_task, completed=s), model_fn=model_fn)
+                for k, v in (("status", result.status), ("examples", result.examples), ("steps_run", result.steps_run)):
+                    trial.set_user_attr(k, v)
+                if result.status == "reached":
+                    return float(result.steps_to_result)
+                if result.status == "budget":
+                    return math.inf
+                raise optuna.TrialPruned(result.status)
+
+            while _finished_count(study) < req.trials:
+                try:
+                    study.optimize(objective, n_trials=1, catch=())
+                except BaseException:
+                    mark_stale(study, sd)
+                    _mark_failed(study, sd)
+                    raise
+                bar.update(inner, completed=min(req.trials, _finished_count(study)))
+            mark_stale(study, sd)
+            bar.remove_task(steps_task)
+            bar.remove_task(inner)
+            bar.advance(outer)
+    summary = summarize(sd)
+    sd.write_summary(summary)
+    return summary
+
+
+def _mark_failed(study, sd: StudyDir) -> None:
+    """After an exception in this process: its FAIL trial's folder becomes ``unfinished``."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        tid = t.user_attrs.get("trial_dir")
+        if tid and sd.trial(tid).exists():
+            rec = sd.trial(tid).read()
+            if rec.get("status") == "running":
+                sd.trial(tid).write({**rec, "status": "unfinished", "optuna_state": "FAIL"})
+
+
+def _redact(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# ---------------------------------------------------------------------------------- summary
+def summarize(sd: StudyDir | str | Path) -> dict:
+    """summary.json from the files only (study.json + trials/), so it can always be recomputed."""
+    sd = sd if isinstance(sd, StudyDir) else StudyDir(sd)
+    study = read_json(sd.study_path)
+    cfg = study["config"]
+    target, optimizer = cfg["target"], cfg["optimizer"]
+    per: dict[int, dict] = {}
+    records = []
+    for td in sd.trials():
+        rec = td.read()
+        b = int(rec.get("batch_size") or rec["hparams"]["batch_size"])
+        rows = td.measurements()
+        s = scaling.first_step_below(rows, target)
+        if rec.get("examples") is None:  # running or killed: what its measurements show
+            rec = {**rec, "examples": _examples_from_rows(rows)}
+        records.append((b, td.id, rec, s))
+    for b, tid, rec, s in records:
+        e = per.setdefault(b, {"batch_size": b, "steps_to_result": None, "best_trial": None, "best_hparams": None,
+                               "best_lr": None, "best_momentum": None, "best_effective_lr": None,
+                               "trials": 0, "trials_by_status": {}, "examples_processed": 0,
+                               "examples_unpruned": 0, "budget_steps": None, "eval_every": None})
+        status = rec.get("status", "running")
+        e["trials"] += 1
+        e["trials_by_status"][status] = e["trials_by_status"].get(status, 0) + 1
+        examples = int(rec["examples"])
+        e["examples_processed"] += examples
+        bsteps = int(rec.get("budget", {}).get("steps") or 0)
+        e["budget_steps"] = bsteps
+        e["eval_every"] = rec.get("budget", {}).get("eval_every")
+        if status in FINISHED:
+            e["examples_unpruned"] += scaling.unpruned_examples(status, examples, bsteps, b)
+        else:  # a killed trial: count what it spent on both sides
+            e["examples_unpruned"] += examples
+        if s is not None and (e["steps_to_result"] is None or s < e["steps_to_result"]
+                              or (s == e["steps_to_result"] and _num(tid) < _num(e["best_trial"]))):
+            h = rec.get("hparams", {})
+            e.update(steps_to_result=s, best_trial=tid, best_hparams={**h, **{"search": rec.get("search_params")}},
+                     best_lr=h.get("lr"), best_momentum=h.get("momentum", 0.0 if optimizer == "sgd" else None),
+                     best_effective_lr=scaling.effective_lr(h.get("lr"), h.get("momentum"), optimizer))
+    curve = {b: per[b]["steps_to_result"] for b in sorted(per)}
+    reg = scaling.regimes(curve)
+    knee = scaling.fit_knee(curve)
+    savings = scaling.pruning_savings(
+        {"status": rec["status"], "examples": int(rec["examples"]),
+         "budget_steps": int(rec.get("budget", {}).get("steps") or 0), "batch_size": b}
+        for b, _, rec, _ in records if rec.get("status") in FINISHED)
+    for b, e in per.items():
+        e["regime"] = reg["by_batch_size"].get(b)
+        e["examples_to_result"] = e["steps_to_result"] * b if e["steps_to_result"] is not None else None
+    return {"kind": KIND, "workload": cfg["workload"], "optimizer": optimizer, "target": target,
+            "batch_sizes": [per[b] for b in sorted(per)],
+            "curve": {str(b): s for b, s in curve.items()},
+            "regimes": reg, "knee": knee, "pruning": savings,
+            "definition": "steps_to_result(B) = min over trials of B of the first eval step with val_error < target",
+            "effective_lr": "lr / (1 - momentum) for momentum and nesterov, lr for sgd and adam"}
+
+
+def _examples_from_rows(rows: list[dict]) -> int:
+    return int(rows[-1]["examples"]) if rows else 0
+
+
+def _num(tid) -> tuple:
+    if tid is None:
+        return (math.inf,)
+    parts = str(tid).lstrip("b").split("-")
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        return (math.inf, str(tid))
+
+
+# quiet optuna's own logger when imported as a library
+logging.getLogger("optuna").setLevel(logging.WARNING)

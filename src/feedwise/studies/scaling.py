@@ -1,0 +1,189 @@
+"""The maths of the batch-size study, as pure functions over measurements (no training).
+
+Definitions (DESIGN.md, kept exact):
+
+- **steps-to-result** of one trial: the first evaluation step at which ``val_error`` is
+  *strictly* below the target; of a batch size: the minimum of that over all its trials; a
+  trial that never reaches the target does not count, and a batch size where none reaches it
+  has ``None``.
+- **perfect scaling** from a reference point (B0, S0): ``S(B) = S0 * B0 / B``.
+- **regimes**, between consecutive measured batch sizes B_i < B_j with steps S_i, S_j, by the
+  log-log slope ``s = log(S_j / S_i) / log(B_j / B_i)`` (perfect scaling is s = -1, no gain
+  at all is s = 0):
+
+  * ``perfect scaling``          when s <= -0.75 (at least 3/4 of the perfect log-speedup),
+  * ``diminishing returns``      when -0.75 < s < -0.25,
+  * ``maximal data parallelism`` when s >= -0.25 (at most 1/4 of the perfect log-speedup).
+
+  Each measured batch size after the first is labelled by the segment that ends at it; the
+  first batch size takes the label of the first segment. Batch sizes that never reached the
+  target are ``unreached`` and end the curve.
+- **knee** (critical batch size): the fit of ``S(B) = S_min * (1 + B_crit / B)`` (the model of
+  McCandlish et al. 2018) to the measured points, least squares on relative errors; at
+  ``B = B_crit`` training takes twice the minimal number of steps. ``B_crit`` is ``inf`` when
+  the points show no sign of a floor (``S_min <= 0``).
+- **effective learning rate**: ``lr / (1 - momentum)`` for heavy-ball and Nesterov momentum,
+  ``lr`` for plain SGD (and for Adam, where the ratio has no such meaning).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+PERFECT_SLOPE = -0.75
+MAXIMAL_SLOPE = -0.25
+REGIMES = ("perfect scaling", "diminishing returns", "maximal data parallelism")
+
+
+def first_step_below(rows: Iterable[dict], target: float) -> int | None:
+    """First eval step with ``val_error`` strictly below ``target`` (rows in step order)."""
+    for r in rows:
+        v = r.get("val_error")
+        if v is None or v == "":
+            continue
+        v = float(v)
+        if math.isfinite(v) and v < target:
+            return int(r["step"])
+    return None
+
+
+def steps_to_result(trials_rows: Iterable[Iterable[dict]], target: float) -> int | None:
+    """Minimum over trials of :func:`first_step_below`; ``None`` when no trial reaches it."""
+    best = None
+    for rows in trials_rows:
+        s = first_step_below(rows, target)
+        if s is not None and (best is None or s < best):
+            best = s
+    return best
+
+
+def perfect_scaling(batch_sizes: Sequence[float], b0: float, s0: float) -> list[float]:
+    """Steps that perfect scaling from the point (b0, s0) predicts at each batch size."""
+    return [s0 * b0 / b for b in batch_sizes]
+
+
+def _reached(curve: dict[int, int | None]) -> list[tuple[int, int]]:
+    """(B, S) in increasing B, up to the first batch size that did not reach the target."""
+    pts = []
+    for b in sorted(curve):
+        s = curve[b]
+        if s is None:
+            break
+        pts.append((int(b), int(s)))
+    return pts
+
+
+def classify_slope(slope: float) -> str:
+    if slope <= PERFECT_SLOPE:
+        return REGIMES[0]
+    if slope < MAXIMAL_SLOPE:
+        return REGIMES[1]
+    return REGIMES[2]
+
+
+def regimes(curve: dict[int, int | None]) -> dict:
+    """Label each batch size with a regime (rule in the module docstring).
+
+    Returns ``{"by_batch_size": {B: label}, "segments": [{from, to, slope, regime}],
+    "largest_perfect": B or None, "largest_useful": B or None, "rule": text}``, where
+    ``largest_perfect`` is the largest B reached through perfect-scaling segments only
+    (counting from the smallest batch size) and ``largest_useful`` the largest B whose
+    segment still gives more than maximal-data-parallelism gains (slope < -0.25)."""
+    pts = _reached(curve)
+    labels: dict[int, str] = {}
+    segments = []
+    for (b0, s0), (b1, s1) in zip(pts, pts[1:]):
+        slope = math.log(s1 / s0) / math.log(b1 / b0)
+        segments.append({"from": b0, "to": b1, "slope": slope, "regime": classify_slope(slope)})
+        labels[b1] = classify_slope(slope)
+    if segments:
+        labels[pts[0][0]] = segments[0]["regime"]
+    elif pts:
+        labels[pts[0][0]] = "single point"
+    for b in sorted(curve):
+        if b not in labels:
+            labels[b] = "unreached"
+    largest_perfect = pts[0][0] if pts else None
+    for seg in segments:
+        if seg["regime"] != REGIMES[0]:
+            break
+        largest_perfect = seg["to"]
+    largest_useful = pts[0][0] if pts else None
+    for seg in segments:
+        if seg["regime"] == REGIMES[2]:
+            break
+        largest_useful = seg["to"]
+    return {"by_batch_size": {int(b): labels[b] for b in sorted(labels)}, "segments": segments,
+            "largest_perfect": largest_perfect, "largest_useful": largest_useful, "rule": REGIME_RULE}
+
+
+REGIME_RULE = (f"log-log slope s between consecutive batch sizes: perfect scaling if s <= {PERFECT_SLOPE}, "
+               f"maximal data parallelism if s >= {MAXIMAL_SLOPE}, diminishing returns in between "
+               "(perfect scaling is s = -1); each batch size takes the label of the segment ending at it")
+
+
+def fit_knee(curve: dict[int, int | None]) -> dict:
+    """Fit ``S(B) = S_min (1 + B_crit / B)`` = a + b/B by least squares on relative errors.
+
+    Returns ``{"s_min", "b_crit", "points"}``; ``b_crit`` is ``inf`` when the fitted floor is
+    not positive (no floor in sight), ``None`` when fewer than two batch sizes reached the target."""
+    pts = [(b, s) for b, s in sorted(curve.items()) if s is not None]
+    if len(pts) < 2:
+        return {"s_min": None, "b_crit": None, "points": len(pts)}
+    # minimise sum ((a + b/B - S) / S)^2 over a, b >= 0: 2x2 normal equations, then the boundary
+    rows = [(1.0 / s, 1.0 / (bb * s), 1.0) for bb, s in pts]
+    a11 = sum(r[0] * r[0] for r in rows)
+    a12 = sum(r[0] * r[1] for r in rows)
+    a22 = sum(r[1] * r[1] for r in rows)
+    y1 = sum(r[0] for r in rows)
+    y2 = sum(r[1] for r in rows)
+    det = a11 * a22 - a12 * a12
+    a = b = None
+    if det > 0:
+        a = (y1 * a22 - y2 * a12) / det
+        b = (a11 * y2 - a12 * y1) / det
+    if a is None or a <= 0:
+        return {"s_min": 0.0, "b_crit": math.inf, "points": len(pts)}
+    if b <= 0:
+        return {"s_min": a, "b_crit": 0.0, "points": len(pts)}
+    return {"s_min": a, "b_crit": b / a, "points": len(pts)}
+
+
+def knee_model(batch_sizes: Sequence[float], s_min: float, b_crit: float) -> list[float]:
+    return [s_min * (1.0 + b_crit / b) for b in batch_sizes]
+
+
+def effective_lr(lr: float, momentum: float | None, optimizer: str) -> float:
+    """lr / (1 - momentum) for momentum and Nesterov, lr otherwise."""
+    if optimizer in ("momentum", "nesterov") and momentum is not None:
+        return lr / (1.0 - momentum)
+    return lr
+
+
+def unpruned_examples(status: str, examples: int, budget_steps: int, batch_size: int) -> int:
+    """Examples the unpruned protocol spends on one trial: its full step budget, without early
+    stopping at the target or exact pruning. A diverged trial stops at the divergence under
+    both protocols, so it counts what it actually processed."""
+    if status == "diverged":
+        return int(examples)
+    return int(budget_steps) * int(batch_size)
+
+
+def pruning_savings(trials: Iterable[dict]) -> dict:
+    """Examples processed vs what the unpruned protocol would process, over trial records
+    with ``status``, ``examples``, ``budget_steps`` and ``batch_size``."""
+    spent = unpruned = 0
+    for t in trials:
+        spent += int(t["examples"])
+        unpruned += unpruned_examples(t["status"], t["examples"], t["budget_steps"], t["batch_size"])
+    saved = unpruned - spent
+    return {"examples_processed": spent, "examples_unpruned": unpruned, "examples_saved": saved,
+            "fraction_saved": (saved / unpruned) if unpruned else None}
+
+
+def should_prune(step: int, eval_every: int, best: int | None) -> bool:
+    """Exact pruning: a trial that has not reached the target by eval ``step`` can reach it at
+    ``step + eval_every`` at the earliest; when that is not below the best steps-to-result
+    already found for its batch size, it cannot lower the minimum, so it may stop."""
+    return best is not None and step + eval_every >= best

@@ -1,0 +1,181 @@
+"""The batch-size study on tiny real runs: exact steps-to-result, pruning, resume, CLI."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from feedwise.cli import main
+from feedwise.errors import FeedwiseError
+from feedwise.studies.batch_size import (BatchSizeRequest, Budget, load_space_file, resolve_space,
+                                         run_batch_size_study, summarize)
+from feedwise.studies.train import DataOptions
+from feedwise.workloads import get_workload
+
+TINY = DataOptions(num_samples=2000)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def csv_steps_to_result(study: Path, target: float) -> dict:
+    """Independent of the library: min over trials of the first step with val_error < target."""
+    best = {}
+    for t in (study / "trials").iterdir():
+        b = json.loads((t / "trial.json").read_text())["batch_size"]
+        best.setdefault(b, None)
+        with open(t / "measurements.csv") as f:
+            for row in csv.DictReader(f):
+                if row["val_error"] not in ("", "nan") and float(row["val_error"]) < target:
+                    s = int(row["step"])
+                    best[b] = s if best[b] is None else min(best[b], s)
+                    break
+    return best
+
+
+def finished_optuna(out: Path) -> dict:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{out / 'study.db'}"
+    res = {}
+    for s in optuna.get_all_study_summaries(storage):
+        st = optuna.load_study(study_name=s.study_name, storage=storage)
+        res[s.study_name] = {state.name: [t.number for t in st.get_trials(states=(state,))]
+                             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    return res
+
+
+def test_search_space_defaults_overrides_and_errors(tmp_path):
+    w = get_workload("mnist1d-mlp")
+    sp = resolve_space(w.search_space, None, "momentum")
+    assert set(sp) == {"lr", "one_minus_momentum", "end_factor", "decay_fraction"}
+    assert "one_minus_momentum" not in resolve_space(w.search_space, None, "sgd")
+    sp = resolve_space(w.search_space, {"lr": [0.01, 1], "end_factor": 1.0}, "momentum")
+    assert sp["lr"] == [0.01, 1.0] and sp["end_factor"] == 1.0
+    with pytest.raises(FeedwiseError, match="unknown search-space parameter 'momentum'"):
+        resolve_space(w.search_space, {"momentum": [0.5, 0.9]}, "momentum")
+    with pytest.raises(FeedwiseError, match="log-scaled"):
+        resolve_space(w.search_space, {"lr": [0.0, 1.0]}, "momentum")
+    with pytest.raises(FeedwiseError, match="below high"):
+        resolve_space(w.search_space, {"lr": [1.0, 0.1]}, "momentum")
+    y = tmp_path / "space.yaml"
+    y.write_text("lr: [0.02, 2.0]\ndecay_fraction: 0.75\n")
+    assert load_space_file(y) == {"lr": [0.02, 2.0], "decay_fraction": 0.75}
+    j = tmp_path / "space.json"
+    j.write_text(json.dumps({"warmup": [1, 2]}))
+    # unknown name from a file is a one-line CLI error (exit 2), before anything runs
+    assert main(["batch-size", "--space", str(j), "--num-samples", "2000", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_budget_scales_steps_and_eval_period():
+    b = Budget(max_steps=1000, ref_batch=256, eval_every=25, min_eval_every=10)
+    assert [b.steps(x) for x in (16, 64, 256, 4096)] == [16000, 4000, 1000, 1000]
+    assert [b.eval_period(x) for x in (16, 64, 256, 1024)] == [400, 100, 25, 10]
+    assert Budget(max_steps=500, ref_batch=0, eval_every=20).steps(16) == 500
+
+
+def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
+    out = tmp_path / "bs"
+    # a tiny space around a good point: several trials reach the target, later ones get pruned
+    space = {"lr": [0.05, 0.3], "one_minus_momentum": [0.05, 0.3], "end_factor": 1.0, "decay_fraction": 1.0}
+    req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[64, 256], trials=4, optimizer="momentum",
+                           target=0.6, budget=Budget(max_steps=300, ref_batch=0, eval_every=10), seed=1,
+                           space=space, data=TINY)
+    s = run_batch_size_study(req, out, threads=1, device="cpu")
+    assert json.loads((out / "summary.json").read_text())["curve"] == s["curve"]
+    # the exact definition, recomputed from the CSV files alone
+    by_b = {e["batch_size"]: e for e in s["batch_sizes"]}
+    assert {b: e["steps_to_result"] for b, e in by_b.items()} == csv_steps_to_result(out, 0.6)
+    assert all(e["steps_to_result"] is not None for e in by_b.values())
+    opt = finished_optuna(out)
+    for b, e in by_b.items():
+        st = opt[f"bs{b}"]
+        assert len(st["COMPLETE"]) + len(st["PRUNED"]) == 4 and not st["RUNNING"]
+        assert sum(e["trials_by_status"].values()) == e["trials"] == 4
+        assert e["best_effective_lr"] == pytest.approx(e["best_lr"] / (1 - e["best_momentum"]))
+    # trial.json records the Optuna trial and batch size; pruned trials stopped exactly
+    pruned = 0
+    for t in (out / "trials").iterdir():
+        rec = json.loads((t / "trial.json").read_text())
+        b, num = rec["batch_size"], rec["optuna"]["number"]
+        assert t.name == f"b{b}-{num}" and rec["optuna"]["study"] == f"bs{b}"
+        if rec["status"] == "pruned":
+            pruned += 1
+            best = by_b[b]["steps_to_result"]
+            assert rec["steps_run"] < rec["budget"]["steps"]
+            assert rec["steps_run"] + rec["budget"]["eval_every"] >= best
+        if rec["status"] == "reached":
+            assert rec["steps_to_result"] >= by_b[b]["steps_to_result"]
+    assert pruned >= 1
+    pr = s["pruning"]
+    assert pr["examples_processed"] == sum(e["examples_processed"] for e in by_b.values())
+    assert pr["examples_processed"] < pr["examples_unpruned"] and pr["fraction_saved"] > 0
+    # summary is recomputable from files
+    assert summarize(out)["curve"] == s["curve"]
+
+    # resume: nothing is re-run
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*/trial.json")}
+    s2 = run_batch_size_study(req, out, threads=1, device="cpu")
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*/trial.json")}
+    assert s2["curve"] == s["curve"] and before == after
+    # more trials for one batch size: only the missing ones run
+    req.trials, req.batch_sizes = 5, [64]
+    run_batch_size_study(req, out, threads=1, device="cpu")
+    opt = finished_optuna(out)
+    assert len(opt["bs64"]["COMPLETE"]) + len(opt["bs64"]["PRUNED"]) == 5
+    assert len(opt["bs256"]["COMPLETE"]) + len(opt["bs256"]["PRUNED"]) == 4
+    # a different study in the same folder is refused
+    req.optimizer = "sgd"
+    with pytest.raises(FeedwiseError, match="different study"):
+        run_batch_size_study(req, out, threads=1, device="cpu")
+
+
+def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
+           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "1500", "--ref-batch", "0",
+           "--eval-every", "50", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
+    env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_dir = None
+    deadline = time.time() + 60
+    while time.time() < deadline and killed_dir is None:
+        time.sleep(0.2)
+        recs = {}
+        for t in out.glob("trials/*/trial.json"):
+            try:
+                recs[t.parent] = json.loads(t.read_text())
+            except (json.JSONDecodeError, OSError):
+                pass
+        done = [p for p, r in recs.items() if r["status"] != "running"]
+        running = [p for p, r in recs.items() if r["status"] == "running"
+                   and len((p / "measurements.csv").read_text().splitlines()) >= 3]
+        if done and running:
+            killed_dir = running[0]
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert killed_dir is not None, proc.stderr.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((killed_dir / "trial.json").read_text())["status"] == "running"
+    time.sleep(3.5)  # past the heartbeat grace period (3 x 1 s): the killed trial is stale
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    opt = finished_optuna(out)["bs32"]
+    finished = opt["COMPLETE"] + opt["PRUNED"]
+    assert len(finished) == 3 and len(set(finished)) == 3 and not opt["RUNNING"]
+    killed = json.loads((killed_dir / "trial.json").read_text())
+    assert killed["status"] == "unfinished" and killed["optuna"]["number"] in opt["FAIL"]
+    # each finished Optuna trial has exactly one finished folder; none was run twice
+    dirs = {json.loads(p.read_text())["optuna"]["number"]: json.loads(p.read_text())["status"]
+            for p in out.glob("trials/*/trial.json")}
+    assert sorted(n for n, st in dirs.items() if st in ("reached", "budget", "pruned", "diverged")) == sorted(finished)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["batch_sizes"][0]["trials_by_status"].get("unfinished") == 1
+    assert s["batch_sizes"][0]["steps_to_result"] is None

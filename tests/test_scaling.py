@@ -1,0 +1,102 @@
+"""The batch-size study's maths, without training."""
+
+import math
+
+import pytest
+
+from feedwise.studies import scaling
+from feedwise.studies.noise_scale import b_simple, estimate
+
+
+def rows(*pairs):
+    return [{"step": s, "val_error": v} for s, v in pairs]
+
+
+def test_first_step_below_is_strict_and_ordered():
+    r = rows((50, 0.3), (100, 0.15), (150, 0.149), (200, 0.1))
+    assert scaling.first_step_below(r, 0.15) == 150          # 0.15 itself does not count
+    assert scaling.first_step_below(r, 0.05) is None
+    assert scaling.first_step_below(rows((10, float("nan")), (20, 0.1)), 0.2) == 20
+    assert scaling.first_step_below([{"step": 5, "val_error": ""}, {"step": 6, "val_error": "0.1"}], 0.2) == 6
+
+
+def test_steps_to_result_is_min_over_trials_or_none():
+    a = rows((50, 0.3), (100, 0.1))
+    b = rows((50, 0.12), (100, 0.05))
+    c = rows((50, 0.5))
+    assert scaling.steps_to_result([a, b, c], 0.15) == 50
+    assert scaling.steps_to_result([a, c], 0.15) == 100
+    assert scaling.steps_to_result([c], 0.15) is None
+    assert scaling.steps_to_result([], 0.15) is None
+
+
+def test_perfect_scaling_line():
+    assert scaling.perfect_scaling([16, 64, 256], 16, 8000) == [8000, 2000, 500]
+
+
+def test_regimes_follow_the_stated_slope_rule():
+    # 16->64 perfect (slope -1), 64->256 diminishing (-0.5), 256->1024 flat (0), 4096 unreached
+    curve = {16: 8000, 64: 2000, 256: 1000, 1024: 1000, 4096: None}
+    reg = scaling.regimes(curve)
+    assert reg["by_batch_size"] == {16: "perfect scaling", 64: "perfect scaling", 256: "diminishing returns",
+                                    1024: "maximal data parallelism", 4096: "unreached"}
+    assert [round(s["slope"], 6) for s in reg["segments"]] == [-1.0, -0.5, 0.0]
+    assert reg["largest_perfect"] == 64 and reg["largest_useful"] == 256
+    # boundaries: slope exactly -0.75 is perfect, exactly -0.25 is maximal
+    assert scaling.classify_slope(-0.75) == "perfect scaling"
+    assert scaling.classify_slope(-0.2500001) == "diminishing returns"
+    assert scaling.classify_slope(-0.25) == "maximal data parallelism"
+    assert scaling.regimes({16: None})["by_batch_size"] == {16: "unreached"}
+
+
+def test_fit_knee_recovers_the_model():
+    s_min, b_crit = 120.0, 300.0
+    bs = [16, 64, 256, 1024, 4096]
+    curve = {b: s for b, s in zip(bs, scaling.knee_model(bs, s_min, b_crit))}
+    fit = scaling.fit_knee(curve)
+    assert fit["s_min"] == pytest.approx(s_min, rel=1e-6)
+    assert fit["b_crit"] == pytest.approx(b_crit, rel=1e-6)
+    # perfect scaling everywhere: no floor in sight
+    assert scaling.fit_knee({16: 6400, 64: 1600, 256: 400})["b_crit"] == math.inf
+    assert scaling.fit_knee({16: 100})["b_crit"] is None
+
+
+def test_effective_lr_and_pruning_rules():
+    assert scaling.effective_lr(0.1, 0.9, "momentum") == pytest.approx(1.0)
+    assert scaling.effective_lr(0.1, 0.9, "nesterov") == pytest.approx(1.0)
+    assert scaling.effective_lr(0.3, 0.0, "sgd") == 0.3
+    assert not scaling.should_prune(100, 50, None)
+    assert not scaling.should_prune(100, 50, 200)     # can still reach at 150 < 200
+    assert scaling.should_prune(150, 50, 200)         # next chance 200 ties the best
+    trials = [{"status": "reached", "examples": 100, "budget_steps": 50, "batch_size": 4},
+              {"status": "pruned", "examples": 40, "budget_steps": 50, "batch_size": 4},
+              {"status": "diverged", "examples": 8, "budget_steps": 50, "batch_size": 4},
+              {"status": "budget", "examples": 200, "budget_steps": 50, "batch_size": 4}]
+    s = scaling.pruning_savings(trials)
+    assert s["examples_processed"] == 348
+    assert s["examples_unpruned"] == 200 + 200 + 8 + 200
+    assert s["fraction_saved"] == pytest.approx((608 - 348) / 608)
+
+
+def test_noise_scale_estimator_is_unbiased_on_synthetic_gradients():
+    import torch
+
+    torch.manual_seed(0)
+    d, b_small, b_big = 20, 8, 64
+    g = torch.randn(d, dtype=torch.float64) * 0.3
+    scales = torch.linspace(0.5, 2.0, d, dtype=torch.float64)   # Sigma = diag(scales^2)
+    true_tr, true_g2 = float((scales ** 2).sum()), float(g @ g)
+    g2s, trs = [], []
+    for _ in range(3000):
+        per_example = g + torch.randn(b_big, d, dtype=torch.float64) * scales
+        chunks = per_example.view(b_big // b_small, b_small, d).mean(1)
+        small = float((chunks ** 2).sum(1).mean())
+        big = float(per_example.mean(0) @ per_example.mean(0))
+        g2, tr = estimate(small, big, b_small, b_big)
+        g2s.append(g2)
+        trs.append(tr)
+    assert sum(trs) / len(trs) == pytest.approx(true_tr, rel=0.03)
+    assert sum(g2s) / len(g2s) == pytest.approx(true_g2, rel=0.1)
+    assert b_simple(g2s, trs) == pytest.approx(true_tr / true_g2, rel=0.12)
+    with pytest.raises(Exception):
+        estimate(1.0, 1.0, 64, 64)
