@@ -1,0 +1,512 @@
+"""`feedwise subset`: training-subset search with ensemble active learning (Chitta et al. 2019).
+
+Orchestration only; the maths lives in :mod:`feedwise.subset` (scores, selection) and here in
+small pure functions (:func:`summarize`, :func:`break_even`) that read the files on disk.
+
+Layout under ``--out`` (besides study.json / summary.json / trials/):
+
+    subsets/<acq>-<fraction>[-class].npy   sorted unique indices into the training split
+    subsets/<acq>-<fraction>[-class].json  size, tie-break count and seed, class composition
+    scores/<ensemble>.npz                  the scorer's running sums + which members are in them (resume)
+
+Trials (every training run is one, so the cost account is recomputable from trial.json):
+
+    acq-oneshot-m<j>                  one-shot acquisition member j (trained on the whole pool)
+    acq-<acq>-<balance>-r<r>-m<j>     build-up round r, member j (trained on the current subset)
+    target-full-s<seed>               the target model on all data
+    target-<acq>-<fraction>-<balance>-<budget>-s<seed>   the target on a subset
+
+Schedules. *one-shot*: one ensemble trained on all data scores the whole pool once; each
+acquisition keeps its top fraction. *build-up*: each (acquisition, balance) starts from the
+same random seed set (``initial_fraction`` of the pool) and grows through the fractions in
+increasing order; every round trains a fresh ensemble on the current subset and adds the
+top-scored examples of the rest of the pool. ``random`` needs no ensemble.
+
+Budget rules for the target model: ``steps`` trains every subset for the full-data step
+budget; ``epochs`` trains for the same number of epochs as full-data training
+(``ceil(steps · size / N)`` steps).
+
+Cost account: examples are training examples (steps × batch) plus, for acquisition,
+pool examples scored (one forward pass each, counted separately); seconds are the engine's
+training ``wall_s`` plus the pool-scoring time (validation evaluations are excluded, as
+untimed evaluation). Break-even (see :data:`BREAK_EVEN_RULE`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from feedwise.data.sources import Dataset
+from feedwise.engine import TrainConfig
+from feedwise.errors import FeedwiseError
+from feedwise.feeders import UniformFeeder
+from feedwise.progress import progress_bar, say
+from feedwise.results import StudyDir, TrialDir, read_json, write_json
+from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.studies.train import DataOptions
+from feedwise.subset.ensemble import EnsembleSpec, train_ensemble
+from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer, get_acquisition
+from feedwise.subset.select import (BALANCES, check_fraction, class_composition, jaccard, select_random, select_top,
+                                    subset_size)
+from feedwise.workloads import Workload, get_workload
+
+SCHEDULES = ("one-shot", "build-up")
+BUDGETS = ("steps", "epochs")
+BREAK_EVEN_RULE = (
+    "break_even = search_cost / (full_cost - subset_cost): the number of future target trainings on the subset "
+    "after which the one-off search has paid for itself (costs per training, in training examples or seconds; "
+    "search examples include pool examples scored). null when the subset training is not cheaper than full-data "
+    "training, or when the subset's mean test error exceeds the full-data mean test error by more than the "
+    "tolerance (a worse subset pays for nothing). 0 for random subsets within tolerance (no search)."
+)
+
+
+@dataclass
+class SubsetRequest:
+    workload: str
+    acquisitions: list[str] = field(default_factory=lambda: ["entropy", "bald", "variation-ratio", "margin", "random"])
+    fractions: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5])
+    ensemble: str = "4x10"
+    schedule: str = "one-shot"
+    seeds: int = 1
+    balances: list[str] = field(default_factory=lambda: ["none"])
+    budgets: list[str] = field(default_factory=lambda: ["steps", "epochs"])
+    batch_size: int | None = None
+    lr: float | None = None
+    target_steps: int | None = None      # full-data step budget of the target model (default: the workload's)
+    acq_steps: int | None = None         # step budget of each acquisition member (default: target_steps // 2)
+    acq_widths: list[int] | None = None  # acquisition model widths (default: the workload's model)
+    target_widths: list[int] | None = None
+    initial_fraction: float | None = None  # build-up seed set (default: half the smallest fraction)
+    selection_seed: int = 0              # random subsets and tie-breaks
+    tolerance: float = 0.01              # break-even: allowed test-error excess over full data (absolute)
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        get_workload(self.workload)
+        if not self.acquisitions:
+            raise FeedwiseError("give at least one acquisition")
+        for a in self.acquisitions:
+            get_acquisition(a)
+        if len(set(self.acquisitions)) != len(self.acquisitions):
+            raise FeedwiseError("acquisitions are listed twice")
+        if not self.fractions:
+            raise FeedwiseError("give at least one fraction")
+        self.fractions = sorted({check_fraction(f) for f in self.fractions})
+        EnsembleSpec.parse(self.ensemble)
+        if self.schedule not in SCHEDULES:
+            raise FeedwiseError(f"unknown schedule '{self.schedule}' (known: {', '.join(SCHEDULES)})")
+        if self.seeds < 1:
+            raise FeedwiseError(f"--seeds must be at least 1, got {self.seeds}")
+        for b in self.balances:
+            if b not in BALANCES:
+                raise FeedwiseError(f"unknown balance '{b}' (known: {', '.join(BALANCES)})")
+        for b in self.budgets:
+            if b not in BUDGETS:
+                raise FeedwiseError(f"unknown budget rule '{b}' (known: {', '.join(BUDGETS)})")
+        if not self.balances or not self.budgets:
+            raise FeedwiseError("give at least one balance and one budget rule")
+        if self.initial_fraction is not None:
+            check_fraction(self.initial_fraction)
+            if self.initial_fraction >= self.fractions[0]:
+                raise FeedwiseError("--initial-fraction must be smaller than the smallest fraction")
+        if not (self.tolerance >= 0):
+            raise FeedwiseError(f"--tolerance must be >= 0, got {self.tolerance}")
+        for name, v in (("--target-steps", self.target_steps), ("--acq-steps", self.acq_steps)):
+            if v is not None and v < 1:
+                raise FeedwiseError(f"{name} must be positive, got {v}")
+
+
+def fraction_tag(f: float) -> str:
+    return f"{f:g}"
+
+
+def subset_name(acq: str, fraction: float, balance: str) -> str:
+    return f"{acq}-{fraction_tag(fraction)}" + ("" if balance == "none" else f"-{balance}")
+
+
+def subset_data(data: Dataset, idx: np.ndarray) -> Dataset:
+    """A copy of ``data`` whose training split is the rows ``idx`` (validation and test unchanged)."""
+    t = torch.as_tensor(idx, dtype=torch.long)
+    noisy = np.flatnonzero(np.isin(idx, data.noisy_indices)) if len(data.noisy_indices) else data.noisy_indices
+    return replace(data, x_train=data.x_train[t], y_train=data.y_train[t],
+                   clean_y_train=None if data.clean_y_train is None else data.clean_y_train[t],
+                   noisy_indices=noisy.astype(np.int64), info={**data.info, "subset_size": int(len(idx))})
+
+
+# --------------------------------------------------------------------------- the study
+class SubsetStudy:
+    def __init__(self, req: SubsetRequest, out: str, threads: int | None = None, device: str = "auto",
+                 command: list[str] | None = None):
+        req.validate()
+        self.req = req
+        self.w: Workload = get_workload(req.workload)
+        self.spec = EnsembleSpec.parse(req.ensemble)
+        self.study = StudyDir(out)
+        self.root = Path(out)
+        self.threads = set_threads(threads)
+        self.device = pick_device(device)
+        self.data = self.w.load(**asdict(req.data))
+        self.n = self.data.num_train
+        self.labels = self.data.y_train.cpu().numpy()
+        self.bs = req.batch_size or self.w.batch_size
+        self.lr = req.lr or self.w.lr
+        self.target_steps = req.target_steps or self.w.max_steps
+        self.acq_steps = req.acq_steps or max(1, self.target_steps // 2)
+        for f in req.fractions:
+            if subset_size(f, self.n) < self.bs:
+                raise FeedwiseError(f"fraction {f} gives {subset_size(f, self.n)} examples, fewer than the batch "
+                                    f"size {self.bs}; use larger fractions or --batch-size")
+        self.study.open("subset", self.config(), command=command,
+                        extra={"threads": self.threads, "device": str(self.device), "dataset": self.data.describe()})
+        (self.root / "subsets").mkdir(parents=True, exist_ok=True)
+        (self.root / "scores").mkdir(parents=True, exist_ok=True)
+        self.trials_run = 0
+
+    def config(self) -> dict:
+        r = self.req
+        return {"workload": r.workload, "acquisitions": r.acquisitions, "fractions": r.fractions,
+                "ensemble": r.ensemble, "schedule": r.schedule, "seeds": r.seeds, "balances": r.balances,
+                "budgets": r.budgets, "batch_size": self.bs, "lr": self.lr, "target_steps": self.target_steps,
+                "acq_steps": self.acq_steps, "acq_widths": r.acq_widths, "target_widths": r.target_widths,
+                "initial_fraction": r.initial_fraction, "selection_seed": r.selection_seed,
+                "tolerance": r.tolerance, "data": asdict(r.data)}
+
+    # ------------------------------------------------------------------ plumbing
+    def _model_fn(self, data: Dataset, widths):
+        return self.w.model_fn(data, **({"widths": tuple(widths)} if widths else {}))
+
+    def _cfg(self, steps: int, eval_every: int, seed: int, test: bool) -> TrainConfig:
+        return TrainConfig(batch_size=self.bs, optimizer="momentum", lr=self.lr, momentum=0.9, max_steps=steps,
+                           eval_every=eval_every, target=None, stop_at_target=False, seed=seed, evaluate_test=test)
+
+    def _run(self, trial: TrialDir, data: Dataset, cfg: TrainConfig, widths, record: dict, callbacks=(),
+             bar=None) -> dict:
+        task = bar.add_task(trial.id, total=cfg.budget_steps()) if bar is not None else None
+        result, _ = run_trial(trial, self.w, data, cfg, UniformFeeder(), device=self.device, callbacks=callbacks,
+                              record={**record, "train_size": data.num_train},
+                              progress=(lambda s, t: bar.update(task, completed=s)) if bar is not None else None,
+                              model_fn=self._model_fn(data, widths))
+        if bar is not None:
+            bar.remove_task(task)
+        self.trials_run += 1
+        if result.status == "diverged":
+            raise FeedwiseError(f"trial {trial.id} diverged (NaN/inf loss); lower --lr")
+        return trial.read()
+
+    # ------------------------------------------------------------------ acquisition
+    def _ensemble(self, ens_id: str, train_idx: np.ndarray, pool_idx: np.ndarray, member_prefix: str,
+                  seed_base: int, bar) -> EnsembleScorer:
+        """Train (or resume) the ensemble ``ens_id`` on ``train_idx``, scoring ``pool_idx``; returns the scorer."""
+        state_path = self.root / "scores" / f"{ens_id}.npz"
+        scorer = EnsembleScorer(len(pool_idx), self.data.num_classes)
+        done: set[int] = set()
+        if state_path.exists():
+            with np.load(state_path) as z:
+                if np.array_equal(z["pool"], pool_idx):
+                    scorer.load_state_dict(z)
+                    done = set(int(j) for j in z["members"])
+        data = subset_data(self.data, train_idx) if len(train_idx) < self.n else self.data
+        pool_x = self.data.x_train[torch.as_tensor(pool_idx, dtype=torch.long)]
+        every, steps = self.spec.member_schedule(self.acq_steps)
+
+        def run_member(j, streamer):
+            trial = self.study.trial(f"{member_prefix}-m{j}")
+            cfg = self._cfg(steps, every, seed_base + j, test=False)
+            self._run(trial, data, cfg, self.req.acq_widths, {"role": "acquisition", "ensemble": ens_id,
+                                                              "member": j}, callbacks=[streamer], bar=bar)
+            rec = trial.read()
+            rec.update({"checkpoints": streamer.checkpoints, "scored_examples": streamer.scored_examples,
+                        "score_s": round(streamer.score_s, 6), "pool_size": int(len(pool_idx))})
+            trial.write(rec)
+
+        def save(j, streamer):
+            done.add(j)
+            tmp = state_path.with_suffix(".tmp.npz")
+            np.savez(tmp, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64), **scorer.state_dict())
+            tmp.replace(state_path)
+
+        train_ensemble(self.spec, scorer, pool_x, run_member, done=done, after_member=save)
+        return scorer
+
+    def _save_subset(self, name: str, idx: np.ndarray, meta: dict) -> None:
+        idx = np.asarray(idx, dtype=np.int64)
+        assert idx.size == np.unique(idx).size and np.all(np.diff(idx) > 0)
+        meta = {**meta, "size": int(idx.size),
+                "composition": class_composition(self.labels, idx, self.data.num_classes)}
+        tmp = self.root / "subsets" / f"{name}.tmp.npy"
+        np.save(tmp, idx)
+        tmp.replace(self.root / "subsets" / f"{name}.npy")
+        write_json(self.root / "subsets" / f"{name}.json", meta)
+
+    def _have_subset(self, name: str) -> bool:
+        return (self.root / "subsets" / f"{name}.npy").exists() and (self.root / "subsets" / f"{name}.json").exists()
+
+    def make_subsets(self, bar) -> None:
+        r, n = self.req, self.n
+        seed = r.selection_seed
+        for bal in r.balances:
+            if "random" in r.acquisitions:
+                # nested random subsets: the smaller ones are inside the larger (one random order)
+                prev = None
+                for f in r.fractions:
+                    name = subset_name("random", f, bal)
+                    if not self._have_subset(name):
+                        sel = select_random(n, subset_size(f, n), seed=seed, labels=self.labels, balance=bal,
+                                            exclude=prev, num_classes=self.data.num_classes)
+                        self._save_subset(name, sel.indices, {"acquisition": "random", "fraction": f,
+                                                              "balance": bal, "seed": seed, "tie_filled": 0,
+                                                              "tied_at_cutoff": 0})
+                    prev = np.load(self.root / "subsets" / f"{name}.npy")
+        acqs = [a for a in r.acquisitions if a != "random"]
+        if not acqs:
+            return
+        if r.schedule == "one-shot":
+            todo = [(a, f, b) for a in acqs for f in r.fractions for b in r.balances
+                    if not self._have_subset(subset_name(a, f, b))]
+            if not todo:
+                return
+            all_idx = np.arange(n)
+            scorer = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", 1000, bar)
+            for a, f, b in todo:
+                scores = scorer.scores(a)
+                sel = select_top(scores, subset_size(f, n), seed=seed, labels=self.labels, balance=b,
+                                 num_classes=self.data.num_classes)
+                self._save_subset(subset_name(a, f, b), sel.indices,
+                                  {"acquisition": a, "fraction": f, "balance": b, "seed": seed,
+                                   "tie_filled": sel.tie_filled, "tied_at_cutoff": sel.tied_at_cutoff,
+                                   "ensemble": ["oneshot"]})
+            return
+        # build-up
+        f0 = r.initial_fraction or r.fractions[0] / 2
+        for a in acqs:
+            for b in r.balances:
+                if all(self._have_subset(subset_name(a, f, b)) for f in r.fractions):
+                    continue
+                cur = select_random(n, max(self.bs, subset_size(f0, n)), seed=seed, labels=self.labels,
+                                    balance=b, num_classes=self.data.num_classes).indices
+                ensembles = []
+                for rnd, f in enumerate(r.fractions):
+                    name = subset_name(a, f, b)
+                    if self._have_subset(name):
+                        cur = np.load(self.root / "subsets" / f"{name}.npy")
+                        ensembles = read_json(self.root / "subsets" / f"{name}.json").get("ensemble", [])
+                        continue
+                    pool = np.setdiff1d(np.arange(n), cur)
+                    ens_id = f"{a}-{b}-r{rnd}"
+                    scorer = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", 1000 + 100 * rnd, bar)
+                    full_scores = np.full(n, -np.inf)
+                    full_scores[pool] = scorer.scores(a)
+                    sel = select_top(full_scores, subset_size(f, n), seed=seed + rnd, labels=self.labels,
+                                     balance=b, exclude=cur, num_classes=self.data.num_classes)
+                    ensembles = ensembles + [ens_id]
+                    self._save_subset(name, sel.indices, {"acquisition": a, "fraction": f, "balance": b,
+                                                          "seed": seed + rnd, "tie_filled": sel.tie_filled,
+                                                          "tied_at_cutoff": sel.tied_at_cutoff,
+                                                          "initial_size": int(max(self.bs, subset_size(f0, n))),
+                                                          "ensemble": ensembles})
+                    cur = sel.indices
+
+    # ------------------------------------------------------------------ targets
+    def target_steps_for(self, size: int, budget: str) -> int:
+        if budget == "steps" or size >= self.n:
+            return self.target_steps
+        return max(1, math.ceil(self.target_steps * size / self.n))
+
+    def train_targets(self, bar) -> None:
+        r = self.req
+        jobs = [("target-full", np.arange(self.n), self.target_steps, {"subset": None, "budget": "full"})]
+        for a in r.acquisitions:
+            for f in r.fractions:
+                for b in r.balances:
+                    name = subset_name(a, f, b)
+                    for rule in r.budgets:
+                        jobs.append((f"target-{a}-{fraction_tag(f)}-{b}-{rule}", name,
+                                     None, {"subset": name, "acquisition": a, "fraction": f, "balance": b,
+                                            "budget": rule}))
+        for seed in range(r.seeds):
+            for prefix, what, steps, rec in jobs:
+                trial = self.study.trial(f"{prefix}-s{seed}")
+                if trial.finished():
+                    continue
+                if isinstance(what, str):
+                    idx = np.load(self.root / "subsets" / f"{what}.npy")
+                    data = subset_data(self.data, idx)
+                    steps = self.target_steps_for(len(idx), rec["budget"])
+                else:
+                    data = self.data
+                every = max(1, min(self.w.eval_every, steps), math.ceil(steps / 10))
+                self._run(trial, data, self._cfg(steps, every, seed, test=True), r.target_widths,
+                          {"role": "target", **rec}, bar=bar)
+
+    def run(self) -> tuple[dict, int]:
+        t0 = time.perf_counter()
+        with progress_bar() as bar:
+            self.make_subsets(bar)
+            self.train_targets(bar)
+        summary = summarize(self.root)
+        self.study.write_summary(summary)
+        say(f"subset study: {self.trials_run} trials run in {time.perf_counter() - t0:.0f} s")
+        return summary, self.trials_run
+
+
+def run_subset_study(req: SubsetRequest, out: str, threads: int | None = None, device: str = "auto",
+                     command: list[str] | None = None) -> tuple[dict, int]:
+    """Run (or resume) the study into ``out``; returns (summary, number of trials run now)."""
+    return SubsetStudy(req, out, threads=threads, device=device, command=command).run()
+
+
+# --------------------------------------------------------------------------- summary (files only)
+def _stats(values: list[float]) -> dict:
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    a = np.asarray(v, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size),
+            "values": [float(x) for x in a]}
+
+
+def _welch_p(a: list[float], b: list[float]) -> float | None:
+    import warnings
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+    if np.std(a) == 0 and np.std(b) == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def break_even(search: float, full: float, subset: float, subset_error: float | None, full_error: float | None,
+               tolerance: float) -> float | None:
+    """Number of future target trainings on the subset after which the search has paid off (see BREAK_EVEN_RULE)."""
+    if subset_error is None or full_error is None or subset_error > full_error + tolerance:
+        return None
+    saving = full - subset
+    if saving <= 0:
+        return None
+    return float(search / saving)
+
+
+def summarize(root: str | Path) -> dict:
+    """Build summary.json from study.json, trials/ and subsets/ only."""
+    root = Path(root)
+    study = StudyDir(root)
+    cfg = read_json(study.study_path)["config"]
+    trials = {t.id: t.read() for t in study.trials()}
+    tol = cfg["tolerance"]
+
+    def tcost(rec: dict) -> dict:
+        return {"examples": int(rec.get("examples") or 0), "train_s": float(rec.get("wall_s") or 0.0)}
+
+    # search cost per ensemble and per (acquisition, balance)
+    ens_cost: dict[str, dict] = {}
+    for tid, rec in trials.items():
+        if rec.get("role") != "acquisition":
+            continue
+        e = ens_cost.setdefault(rec["ensemble"], {"members": 0, "train_examples": 0, "scored_examples": 0,
+                                                  "train_s": 0.0, "score_s": 0.0, "trials": []})
+        e["members"] += 1
+        e["train_examples"] += int(rec.get("examples") or 0)
+        e["scored_examples"] += int(rec.get("scored_examples") or 0)
+        e["train_s"] += float(rec.get("wall_s") or 0.0)
+        e["score_s"] += float(rec.get("score_s") or 0.0)
+        e["trials"].append(tid)
+    for e in ens_cost.values():
+        e["examples"] = e["train_examples"] + e["scored_examples"]
+        e["seconds"] = e["train_s"] + e["score_s"]
+
+    subsets = {}
+    for p in sorted((root / "subsets").glob("*.json")):
+        meta = read_json(p)
+        comp = meta.get("composition", {})
+        warn = [f"class {c} has {comp['counts'][c]} examples, under half its proportional share "
+                f"{comp['share'][c]:.1f}" for c in comp.get("under_half", [])]
+        subsets[p.stem] = {**meta, "warnings": warn}
+
+    def search_cost(meta: dict | None) -> dict:
+        ids = (meta or {}).get("ensemble", [])
+        return {"examples": sum(ens_cost.get(i, {}).get("examples", 0) for i in ids),
+                "seconds": sum(ens_cost.get(i, {}).get("seconds", 0.0) for i in ids), "ensembles": ids}
+
+    full = [trials[t] for t in trials if t.startswith("target-full-s") and trials[t].get("status") != "running"]
+    full_err = _stats([t.get("test_error") for t in full])
+    full_cost = {"examples": float(np.mean([tcost(t)["examples"] for t in full])) if full else None,
+                 "seconds": float(np.mean([tcost(t)["train_s"] for t in full])) if full else None}
+
+    groups: dict[tuple, list[dict]] = {}
+    for tid, rec in trials.items():
+        if rec.get("role") == "target" and rec.get("subset") and rec.get("status") != "running":
+            groups.setdefault((rec["acquisition"], rec["fraction"], rec["balance"], rec["budget"]), []).append(rec)
+
+    results = []
+    for (a, f, b, rule), recs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0])):
+        name = subset_name(a, f, b)
+        err = _stats([r.get("test_error") for r in recs])
+        cost = {"examples": float(np.mean([tcost(r)["examples"] for r in recs])),
+                "seconds": float(np.mean([tcost(r)["train_s"] for r in recs])),
+                "steps": int(recs[0].get("steps_run") or 0)}
+        search = search_cost(subsets.get(name)) if a != "random" else {"examples": 0, "seconds": 0.0, "ensembles": []}
+        be = {}
+        for unit in ("examples", "seconds"):
+            if full_cost[unit] is None:
+                be[unit] = None
+            else:
+                be[unit] = break_even(search[unit], full_cost[unit], cost[unit], err["mean"], full_err["mean"], tol)
+                if a == "random" and be[unit] is not None:
+                    be[unit] = 0.0
+        rnd = groups.get(("random", f, b, rule))
+        vs_random = None
+        if rnd is not None and a != "random":
+            rerr = _stats([r.get("test_error") for r in rnd])
+            if err["mean"] is not None and rerr["mean"] is not None:
+                vs_random = {"random_mean": rerr["mean"], "diff": err["mean"] - rerr["mean"],
+                             "beats_random": bool(err["mean"] < rerr["mean"]),
+                             "p_value": _welch_p(err["values"], rerr["values"])}
+        gap = None if err["mean"] is None or full_err["mean"] is None else err["mean"] - full_err["mean"]
+        results.append({
+            "acquisition": a, "fraction": f, "balance": b, "budget": rule, "subset": name,
+            "size": (subsets.get(name) or {}).get("size"), "test_error": err,
+            "gap_to_full": gap, "within_tolerance_of_full": None if gap is None else bool(gap <= tol),
+            "vs_random": vs_random, "target_cost": cost, "search_cost": search, "break_even": be,
+            "tie_filled": (subsets.get(name) or {}).get("tie_filled"),
+            "class_warnings": (subsets.get(name) or {}).get("warnings", []),
+        })
+
+    # Jaccard overlap between acquisitions' subsets, per (fraction, balance)
+    overlap = {}
+    acqs = cfg["acquisitions"]
+    for b in cfg["balances"]:
+        for f in cfg["fractions"]:
+            idx = {a: root / "subsets" / f"{subset_name(a, f, b)}.npy" for a in acqs}
+            idx = {a: np.load(p) for a, p in idx.items() if p.exists()}
+            overlap[f"{fraction_tag(f)}-{b}"] = {f"{x}|{y}": round(jaccard(idx[x], idx[y]), 4)
+                                                  for x, y in combinations(sorted(idx), 2)}
+
+    total_search = {"examples": sum(e["examples"] for e in ens_cost.values()),
+                    "seconds": sum(e["seconds"] for e in ens_cost.values())}
+    total_target = {"examples": sum(tcost(r)["examples"] for r in trials.values() if r.get("role") == "target"),
+                    "seconds": sum(tcost(r)["train_s"] for r in trials.values() if r.get("role") == "target")}
+    warnings = [f"{n}: {w}" for n, s in subsets.items() for w in s["warnings"]]
+    return {
+        "kind": "subset", "workload": cfg["workload"], "schedule": cfg["schedule"], "ensemble": cfg["ensemble"],
+        "acquisitions": acqs, "fractions": cfg["fractions"], "balances": cfg["balances"], "budgets": cfg["budgets"],
+        "seeds": list(range(cfg["seeds"])), "tolerance": tol, "break_even_rule": BREAK_EVEN_RULE,
+        "budget_rules": {"steps": f"every subset trained for the full-data budget ({cfg['target_steps']} steps)",
+                         "epochs": "as many epochs as full-data training: ceil(steps * size / N) steps"},
+        "pool_size": read_json(study.study_path).get("dataset", {}).get("num_train"),
+        "full": {"test_error": full_err, "cost": full_cost},
+        "results": results, "subsets": subsets, "jaccard": overlap,
+        "cost": {"ensembles": ens_cost, "search_total": total_search, "target_total": total_target,
+                 "units": "examples: training examples (+ pool examples scored, for search); seconds: engine "
+                          "training wall_s (+ pool scoring time, for search); validation evals excluded"},
+        "warnings": warnings,
+    }
