@@ -1,0 +1,322 @@
+"""Report sections of the batch-size study and of the gradient noise scale (files only).
+
+``build_sections(study_dir, assets)`` for one ``batch-size`` or ``noise-scale`` folder;
+``build_overlay(study_dirs, assets)`` to put several batch-size folders (one per optimizer,
+say) on the same axes. Reads ``study.json``, ``summary.json`` and ``trials/`` only; never
+imports the engine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from feedwise.report.sections import Section, table_html, table_md  # noqa: E402
+
+REGIME_COLORS = {"perfect scaling": "tab:green", "diminishing returns": "tab:orange",
+                 "maximal data parallelism": "tab:red", "single point": "tab:gray", "unreached": "tab:gray"}
+
+
+def _read(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _kind(study_dir: Path) -> str:
+    return _read(study_dir / "study.json").get("kind", "")
+
+
+def _label(summary: dict, study_dir: Path) -> str:
+    return f"{summary.get('optimizer', '?')} ({study_dir.name})"
+
+
+def _trial_points(study_dir: Path, target: float) -> list[tuple[int, int]]:
+    """(batch size, first step below target) of every trial that reached it."""
+    pts = []
+    base = study_dir / "trials"
+    if not base.is_dir():
+        return pts
+    for t in sorted(base.iterdir()):
+        try:
+            rec = _read(t / "trial.json")
+            with open(t / "measurements.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    v = row.get("val_error")
+                    if v not in (None, "", "nan") and float(v) < target:
+                        pts.append((int(rec["batch_size"]), int(row["step"])))
+                        break
+        except (OSError, KeyError, ValueError, json.JSONDecodeError):
+            continue
+    return pts
+
+
+def find_noise_scale(study_dir: Path, workload: str) -> tuple[Path, dict] | None:
+    """A finished noise-scale study of the same workload: ``<dir>/noise_scale`` or a sibling folder."""
+    cands = [study_dir / "noise_scale"] + sorted(p for p in study_dir.parent.iterdir() if p.is_dir())
+    for c in cands:
+        try:
+            if _read(c / "study.json").get("kind") == "noise-scale" and (c / "summary.json").exists():
+                s = _read(c / "summary.json")
+                if s.get("workload") == workload:
+                    return c, s
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def _fmt(v, nd=4):
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf"
+        return f"{v:.{nd}g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------- plots
+def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | None = None,
+               title: str = "") -> Path:
+    """Steps-to-result vs batch size (log-log) with perfect-scaling lines, knee fits, trials."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, summary, trial_pts) in enumerate(curves):
+        c = colors[i % len(colors)]
+        rows = [e for e in summary["batch_sizes"] if e["steps_to_result"] is not None]
+        if trial_pts and len(curves) == 1:
+            ax.scatter([b for b, _ in trial_pts], [s for _, s in trial_pts], s=10, color="0.75", zorder=1,
+                       label="each trial that reached the target")
+        if not rows:
+            continue
+        bs = [e["batch_size"] for e in rows]
+        st = [e["steps_to_result"] for e in rows]
+        ax.plot(bs, st, "-", color=c, zorder=2, label=f"{label}: best over trials")
+        for e in rows:
+            ax.scatter([e["batch_size"]], [e["steps_to_result"]], s=40, zorder=3, edgecolor=c,
+                       color=REGIME_COLORS.get(e.get("regime"), c) if len(curves) == 1 else c)
+        allb = [e["batch_size"] for e in summary["batch_sizes"]]
+        ax.plot(allb, [st[0] * bs[0] / b for b in allb], ":", color=c, zorder=1,
+                label=f"{label}: perfect scaling from B={bs[0]}")
+        k = summary.get("knee") or {}
+        if k.get("b_crit") not in (None, 0) and k.get("s_min") and math.isfinite(k["b_crit"]):
+            grid = [allb[0] * (allb[-1] / allb[0]) ** (j / 60) for j in range(61)]
+            ax.plot(grid, [k["s_min"] * (1 + k["b_crit"] / b) for b in grid], "--", color=c, alpha=0.6, zorder=1,
+                    label=f"{label}: fit S_min(1+B_crit/B), B_crit={k['b_crit']:.3g}")
+            ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1)
+    if noise is not None and math.isfinite(noise) and noise > 0:
+        ax.axvline(noise, color="k", ls="-.", lw=1.2, label=f"noise-scale prediction B_simple={noise:.3g}")
+    if len(curves) == 1:
+        for name, col in REGIME_COLORS.items():
+            if name in ("perfect scaling", "diminishing returns", "maximal data parallelism"):
+                ax.scatter([], [], color=col, s=40, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("steps to reach the target")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
+    """Best lr and effective lr vs batch size with linear and square-root references."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    anchor = None
+    for i, (label, summary) in enumerate(curves):
+        c = colors[i % len(colors)]
+        rows = [e for e in summary["batch_sizes"] if e.get("best_lr") is not None]
+        if not rows:
+            continue
+        bs = [e["batch_size"] for e in rows]
+        ax.plot(bs, [e["best_effective_lr"] for e in rows], "o-", color=c, label=f"{label}: effective lr lr/(1-m)")
+        if summary.get("optimizer") in ("momentum", "nesterov"):
+            ax.plot(bs, [e["best_lr"] for e in rows], "s--", color=c, alpha=0.6, label=f"{label}: lr")
+        if anchor is None:
+            anchor = (bs[0], rows[0]["best_effective_lr"], summary["batch_sizes"][-1]["batch_size"])
+    if anchor:
+        b0, l0, bmax = anchor
+        grid = [b0 * (bmax / b0) ** (j / 40) for j in range(41)]
+        ax.plot(grid, [l0 * b / b0 for b in grid], color="0.5", lw=1, label="linear scaling (lr ∝ B)")
+        ax.plot(grid, [l0 * (b / b0) ** 0.5 for b in grid], color="0.5", lw=1, ls="--", label="square-root (lr ∝ √B)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("best learning rate")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_noise(summary: dict, path: Path) -> Path:
+    series = summary.get("series") or []
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    steps = [r["step"] for r in series]
+    pt = [r["b_simple_point"] if r["b_simple_point"] is not None and r["b_simple_point"] > 0 else float("nan")
+          for r in series]
+    run = [r["b_simple_running"] if r["b_simple_running"] is not None and r["b_simple_running"] > 0 else float("nan")
+           for r in series]
+    ax.plot(steps, pt, ".", color="0.6", label="one measurement tr(Σ)/|G|²")
+    ax.plot(steps, run, "-", color="tab:blue", label="running ratio of means")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("B_simple")
+    ax.set_title(f"gradient noise scale, {summary.get('workload')} (B_small={summary.get('b_small')}, "
+                 f"B_big={summary.get('b_big')})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------- sections
+def build_sections(study_dir: Path, assets: Path) -> list[Section]:
+    study_dir, assets = Path(study_dir), Path(assets)
+    assets.mkdir(parents=True, exist_ok=True)
+    kind = _kind(study_dir)
+    if kind == "noise-scale":
+        return [_noise_section(study_dir, assets)]
+    return [_batch_section(study_dir, assets)]
+
+
+def _batch_section(study_dir: Path, assets: Path) -> Section:
+    s = _read(study_dir / "summary.json")
+    study = _read(study_dir / "study.json")
+    tag = study_dir.name
+    header = ["batch size", "steps to result", "examples to result", "regime", "best lr", "momentum",
+              "effective lr", "trials by status", "examples processed"]
+    rows = [[e["batch_size"], e["steps_to_result"], e["examples_to_result"], e["regime"], e["best_lr"],
+             e["best_momentum"], e["best_effective_lr"],
+             ", ".join(f"{k} {v}" for k, v in sorted(e["trials_by_status"].items())), e["examples_processed"]]
+            for e in s["batch_sizes"]]
+    reg, knee, pr = s["regimes"], s["knee"], s["pruning"]
+    ns = find_noise_scale(study_dir, s["workload"])
+    noise = ns[1]["predicted_critical_batch"] if ns else None
+    lines = [
+        f"Workload **{s['workload']}**, optimizer **{s['optimizer']}**, target validation error < {s['target']}; "
+        f"steps to result = the minimum over a batch size's trials of the first evaluation step below the target.",
+        f"Regimes ({reg['rule']}): perfect scaling up to B = {_fmt(reg['largest_perfect'])}; "
+        f"the largest batch size that still cut steps by more than maximal data parallelism allows: "
+        f"B = {_fmt(reg['largest_useful'])}.",
+        f"Knee (fit of S(B) = S_min (1 + B_crit/B)): B_crit = {_fmt(knee.get('b_crit'))}, "
+        f"S_min = {_fmt(knee.get('s_min'))} steps.",
+    ]
+    if pr.get("fraction_saved") is not None:
+        lines.append(f"Compute: {pr['examples_processed']:,} examples processed, against {pr['examples_unpruned']:,} "
+                     f"for the unpruned protocol (every trial its full budget): early stopping at the target plus "
+                     f"exact pruning saved {100 * pr['fraction_saved']:.1f}%.")
+    if ns:
+        ratio = None
+        if knee.get("b_crit") and noise and math.isfinite(knee["b_crit"]):
+            ratio = noise / knee["b_crit"]
+        lines.append(f"Gradient noise scale ({ns[0].name}): B_simple = {_fmt(noise)} predicts the critical batch; "
+                     f"measured knee B_crit = {_fmt(knee.get('b_crit'))}" +
+                     (f" (prediction / measured = {ratio:.2f})." if ratio else "."))
+    images = []
+    p1 = plot_steps([(s["optimizer"], s, _trial_points(study_dir, s["target"]))], assets / f"{tag}_steps.png",
+                    noise=noise, title=f"{s['workload']} {s['optimizer']}: steps to val error < {s['target']}")
+    p2 = plot_lr([(s["optimizer"], s)], assets / f"{tag}_lr.png", title=f"{s['workload']}: best learning rate")
+    images += [p1, p2]
+    trials = {e["batch_size"]: e["trials"] for e in s["batch_sizes"]}
+    caveats = [f"{min(trials.values(), default=0)}-{max(trials.values(), default=0)} quasi-random trials per batch "
+               f"size, one seed each: the best-of-trials curve is itself noisy, and small trial counts bias "
+               f"steps-to-result upwards where good metaparameters are rare.",
+               "Steps to result are resolved only to the evaluation period of each batch size "
+               "(see eval_every in the table of the summary).",
+               "Optuna's QMCSampler draws the first trial of each batch size at random (it learns the search "
+               "space from it); the later ones follow a scrambled Sobol sequence."]
+    if any(e["steps_to_result"] is None for e in s["batch_sizes"]):
+        caveats.append("Some batch sizes never reached the target within their budget (null).")
+    md = "\n\n".join(lines) + "\n\n" + table_md(header, rows)
+    html = "".join(f"<p>{_md_bold(x)}</p>" for x in lines) + table_html(header, rows)
+    return Section(title=f"Batch-size scaling: {s['workload']}, {s['optimizer']}", html=html, markdown=md,
+                   images=images, kind="batch-size", caveats=caveats)
+
+
+def _md_bold(text: str) -> str:
+    parts = text.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _noise_section(study_dir: Path, assets: Path) -> Section:
+    s = _read(study_dir / "summary.json")
+    tr, comp = s["train"], s["compute"]
+    lines = [f"One run of {s['workload']} at batch size {tr['batch_size']} ({tr['optimizer']}, lr {tr['lr']}) "
+             f"for {tr['steps_run']} steps ({tr['status']}); every few steps the gradient was measured on "
+             f"{s['b_big']} examples cut in chunks of {s['b_small']}.",
+             f"B_simple = tr(Σ)/|G|² = {_fmt(s['b_simple'])} (ratio of means over {s['measurements']} "
+             f"measurements; last quarter: {_fmt(s['b_simple_last'])}). Predicted critical batch size: "
+             f"{_fmt(s['predicted_critical_batch'])}.",
+             f"Compute: {comp['examples_total']:,} examples ({comp['examples_gradient']:,} of them for the "
+             f"gradient measurements)."]
+    compare = []
+    for p in sorted(q for q in study_dir.parent.iterdir() if q.is_dir()):
+        try:
+            if _kind(p) == "batch-size" and (p / "summary.json").exists():
+                b = _read(p / "summary.json")
+                if b.get("workload") == s["workload"]:
+                    k = b["knee"].get("b_crit")
+                    compare.append([p.name, b["optimizer"], k, (s["predicted_critical_batch"] / k) if k else None,
+                                    comp["examples_total"] / max(1, b["pruning"]["examples_processed"])])
+        except (OSError, KeyError, json.JSONDecodeError):
+            continue
+    header = ["batch-size study", "optimizer", "measured knee B_crit", "prediction / knee", "compute / sweep"]
+    md = "\n\n".join(lines)
+    html = "".join(f"<p>{x}</p>" for x in lines)
+    if compare:
+        md += "\n\n" + table_md(header, compare)
+        html += table_html(header, compare)
+    img = plot_noise(s, assets / f"{study_dir.name}_noise.png")
+    return Section(title=f"Gradient noise scale: {s['workload']}", html=html, markdown=md, images=[img],
+                   kind="noise-scale",
+                   caveats=["B_simple assumes an optimally tuned SGD-like optimizer and grows as the loss falls; "
+                            "one short run with default hyperparameters."])
+
+
+def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
+    """Several batch-size folders (e.g. one per optimizer) on the same axes."""
+    assets = Path(assets)
+    assets.mkdir(parents=True, exist_ok=True)
+    dirs = [Path(d) for d in study_dirs if _kind(Path(d)) == "batch-size" and (Path(d) / "summary.json").exists()]
+    if not dirs:
+        return []
+    sums = [(d, _read(d / "summary.json")) for d in dirs]
+    curves = [(_label(s, d), s, []) for d, s in sums]
+    ns = find_noise_scale(dirs[0], sums[0][1]["workload"])
+    noise = ns[1]["predicted_critical_batch"] if ns else None
+    workload = sums[0][1]["workload"]
+    p1 = plot_steps(curves, assets / "overlay_steps.png", noise=noise, title=f"{workload}: steps to result by optimizer")
+    p2 = plot_lr([(c[0], c[1]) for c in curves], assets / "overlay_lr.png", title=f"{workload}: best learning rates")
+    header = ["study", "optimizer", "largest perfect-scaling B", "largest useful B", "knee B_crit", "S_min",
+              "examples saved"]
+    rows = [[d.name, s["optimizer"], s["regimes"]["largest_perfect"], s["regimes"]["largest_useful"],
+             s["knee"].get("b_crit"), s["knee"].get("s_min"), s["pruning"].get("fraction_saved")] for d, s in sums]
+    bs_all = sorted({e["batch_size"] for _, s in sums for e in s["batch_sizes"]})
+    header2 = ["batch size"] + [f"{s['optimizer']} steps" for _, s in sums]
+    rows2 = [[b] + [next((e["steps_to_result"] for e in s["batch_sizes"] if e["batch_size"] == b), None)
+                    for _, s in sums] for b in bs_all]
+    text = ("Each optimizer was tuned separately per batch size; the larger the useful batch size and the knee, "
+            "the further that optimizer scales.")
+    md = text + "\n\n" + table_md(header, rows) + "\n\n" + table_md(header2, rows2)
+    html = f"<p>{text}</p>" + table_html(header, rows) + table_html(header2, rows2)
+    return [Section(title=f"Batch-size scaling by optimizer: {workload}", html=html, markdown=md, images=[p1, p2],
+                    kind="batch-size",
+                    caveats=["Optimizers with more metaparameters get the same number of trials per batch size, "
+                             "so they are tuned less densely."])]

@@ -1,0 +1,93 @@
+"""Report sections of the batch-size study and the noise-scale command (files only)."""
+
+import json
+
+import pytest
+
+from feedwise.cli import main
+from feedwise.report.batch_size import build_overlay, build_sections
+from feedwise.results import StudyDir
+from feedwise.studies.batch_size import summarize
+from feedwise.studies.noise_scale import NoiseScaleRequest, gradient_norms, run_noise_scale
+from feedwise.studies.train import DataOptions
+
+
+def fake_study(root, optimizer, curves):
+    """A batch-size folder written by hand: per batch size, per trial, (lr, momentum, val errors)."""
+    sd = StudyDir(root)
+    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": optimizer, "target": 0.15})
+    for b, trials in curves.items():
+        for i, (lr, m, errs, status) in enumerate(trials):
+            t = sd.trial(f"b{b}-{i}")
+            h = {"batch_size": b, "optimizer": optimizer, "lr": lr, "momentum": m}
+            t.start({"batch_size": b, "hparams": h, "budget": {"steps": 1000, "eval_every": 100}})
+            for k, e in enumerate(errs):
+                t.add_row({"step": 100 * (k + 1), "examples": 100 * (k + 1) * b, "val_error": e})
+            t.finish({"batch_size": b, "hparams": h, "budget": {"steps": 1000, "eval_every": 100}, "status": status,
+                      "examples": 100 * len(errs) * b, "steps_run": 100 * len(errs)})
+    s = summarize(sd)
+    sd.write_summary(s)
+    return s
+
+
+def test_sections_overlay_and_summary_from_files(tmp_path):
+    mom = fake_study(tmp_path / "mom", "momentum", {
+        16: [(0.01, 0.9, [0.5, 0.3, 0.2, 0.14], "reached"), (0.02, 0.9, [0.5, 0.3, 0.2, 0.16], "pruned")],
+        64: [(0.04, 0.9, [0.3, 0.1], "reached")],
+        256: [(0.1, 0.9, [0.2, 0.14], "reached")],
+        1024: [(0.3, 0.5, [0.5] * 10, "budget")],
+    })
+    sgd = fake_study(tmp_path / "sgd", "sgd", {16: [(0.1, None, [0.3, 0.2, 0.1], "reached")],
+                                                64: [(0.3, None, [0.3, 0.1], "reached")]})
+    e = {x["batch_size"]: x for x in mom["batch_sizes"]}
+    assert [e[b]["steps_to_result"] for b in (16, 64, 256, 1024)] == [400, 200, 200, None]
+    assert e[16]["best_trial"] == "b16-0" and e[16]["trials_by_status"] == {"reached": 1, "pruned": 1}
+    assert e[64]["best_effective_lr"] == pytest.approx(0.4)
+    assert mom["regimes"]["by_batch_size"][256] == "maximal data parallelism"
+    assert e[1024]["regime"] == "unreached"
+    # unpruned protocol: every non-diverged trial its full 1,000-step budget
+    assert mom["pruning"]["examples_unpruned"] == 1000 * (16 * 2 + 64 + 256 + 1024)
+    secs = build_sections(tmp_path / "mom", tmp_path / "assets")
+    assert len(secs) == 1 and len(secs[0].images) == 2
+    assert all(p.exists() and p.stat().st_size > 1000 for p in secs[0].images)
+    assert "| 16 | 400 |" in secs[0].markdown and "momentum" in secs[0].title
+    over = build_overlay([tmp_path / "mom", tmp_path / "sgd"], tmp_path / "assets")
+    assert len(over) == 1 and all(p.exists() for p in over[0].images)
+    assert "| 64 | 200 | 200 |" in over[0].markdown
+
+
+def test_gradient_norms_match_a_hand_computation():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    small, big = gradient_norms(model, x, y, 4)
+    grads = []
+    for sl in (slice(0, 4), slice(4, 8)):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[sl]), y[sl]).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double())
+    assert small == pytest.approx(float(sum(g @ g for g in grads) / 2))
+    mean = (grads[0] + grads[1]) / 2
+    assert big == pytest.approx(float(mean @ mean))
+
+
+def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
+    req = NoiseScaleRequest(workload="mnist1d-mlp", batch_size=64, lr=0.1, b_small=16, b_big=128,
+                            measure_every=20, max_steps=100, target=0.0, data=DataOptions(num_samples=2000))
+    s = run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu")
+    assert s["measurements"] == 5 and len(s["series"]) == 5
+    assert s["compute"]["examples_gradient"] == 5 * 128
+    assert s["compute"]["examples_total"] == 100 * 64 + 5 * 128
+    assert s["b_simple"] > 0 and s["predicted_critical_batch"] == s["b_simple"]
+    g2 = sum(r["g2"] for r in s["series"]) / 5
+    tr = sum(r["trace"] for r in s["series"]) / 5
+    assert s["b_simple"] == pytest.approx(tr / g2)
+    assert json.loads((tmp_path / "ns" / "summary.json").read_text())["b_simple"] == pytest.approx(s["b_simple"])
+    sec = build_sections(tmp_path / "ns", tmp_path / "assets")
+    assert sec[0].kind == "noise-scale" and sec[0].images[0].exists()
+    # resume: the finished run is not repeated
+    assert run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu") == json.loads(
+        (tmp_path / "ns" / "summary.json").read_text())
+    assert main(["noise-scale", "--b-small", "64", "--b-big", "100", "--out", str(tmp_path / "bad")]) == 2
