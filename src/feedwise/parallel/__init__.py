@@ -1,0 +1,16 @@
+"""Scale-out: training one workload on several processes.
+
+- :mod:`feedwise.parallel.ddp` — synchronous data parallelism with torch.distributed
+  ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA), launched by ``torchrun`` or by
+  spawning local processes; compute and all-reduce time measured separately.
+- :mod:`feedwise.parallel.local_sgd` — local SGD: independent steps, parameters averaged
+  every ``H`` steps.
+- :mod:`feedwise.parallel.hogwild` — asynchronous SGD on shared-memory parameters.
+- :mod:`feedwise.parallel.perfmodel` — the α–β / Amdahl model of time-to-result (pure maths;
+  the report may import it, it imports no engine).
+
+The training loop shared by the three lives in :mod:`feedwise.parallel.worker`; process
+launching in :mod:`feedwise.parallel.launch`. Nothing heavy is imported here.
+"""
+
+MODES = ("sync", "local-sgd", "hogwild")
