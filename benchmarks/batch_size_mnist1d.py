@@ -34,10 +34,13 @@ from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size
 BATCH_SIZES = [16, 64, 256, 1024, 4096]
 TRIALS = 10
 # lr ranges: plain SGD needs lr up to ~5 at B=4096; with momentum the effective lr is
-# lr/(1-momentum), so its lr range is shifted down (eff. lr 1e-3 .. 300).
+# lr/(1-momentum), so its lr range is shifted down: momentum 0.5..0.99, lr 1e-3..1, effective
+# lr 2e-3..100. (A first momentum attempt with lr 1e-3..3 and momentum 0..0.99 spent its first
+# minutes on B=16 trials that sat at chance level for the whole 19,200-step budget; it was
+# stopped and restarted with this space before any result was read.)
 SPACES = {
     "sgd": {"lr": [1e-2, 10.0], "end_factor": [1e-2, 1.0], "decay_fraction": [0.5, 1.0]},
-    "momentum": {"lr": [1e-3, 3.0], "one_minus_momentum": [1e-2, 1.0], "end_factor": [1e-2, 1.0],
+    "momentum": {"lr": [1e-3, 1.0], "one_minus_momentum": [1e-2, 0.5], "end_factor": [1e-2, 1.0],
                  "decay_fraction": [0.5, 1.0]},
 }
 BUDGET = Budget(max_steps=1200, ref_batch=256, eval_every=25, min_eval_every=10)
