@@ -77,7 +77,7 @@ def project(compute: ComputeModel, comm: AlphaBeta, global_batch: int, grad_byte
     """Time per step and time-to-result at each world size; where communication dominates."""
     rows = []
     t1 = compute.step_s(global_batch)
-    for n in worlds:
+    for n in [n for n in worlds if n <= global_batch]:   # a worker needs at least one example
         local = global_batch / n
         c = compute.step_s(local)
         m = comm.allreduce_s(n, grad_bytes)
