@@ -33,7 +33,7 @@ from feedwise.studies.train import DataOptions  # noqa: E402
 
 PROTOCOLS = {
     "mnist1d-mlp": dict(target_steps=3000, acq_steps=1500, ensemble="4x5", seeds=2),
-    "fashion-mnist-mlp": dict(target_steps=2000, acq_steps=1000, ensemble="4x5", seeds=2),
+    "fashion-mnist-mlp": dict(target_steps=1500, acq_steps=750, ensemble="4x5", seeds=2),
 }
 SCALED = ("one-shot schedule only; ensemble 4 models x 5 checkpoints (20 members, the paper used more); "
           "acquisition members trained for half the target budget; target MLP trained {target_steps} steps "

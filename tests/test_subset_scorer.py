@@ -141,3 +141,26 @@ def test_build_up_keeps_excluded_and_jaccard():
     sel = select_top(scores, 30, exclude=np.arange(10))
     assert sel.indices.size == 30 and set(range(10)) <= set(sel.indices) and set(range(80, 100)) <= set(sel.indices)
     assert jaccard(np.arange(10), np.arange(5, 15)) == pytest.approx(5 / 15)
+
+
+def test_200_members_on_60k_pool_memory_is_bounded():
+    import tracemalloc
+    N, K = 60_000, 10
+    rng = np.random.default_rng(0)
+    members = [rng.dirichlet(np.ones(K), size=N).astype(np.float32) for _ in range(3)]
+    one_member = members[0].nbytes
+    peaks = {}
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        s = EnsembleScorer(N, K)
+        for m in range(200):
+            s.add(members[m % 3])
+            if m + 1 in (10, 200):
+                peaks[m + 1] = tracemalloc.get_traced_memory()[1] - base
+        scores = s.scores("bald")
+    finally:
+        tracemalloc.stop()
+    assert s.num_members == 200 and scores.shape == (N,)
+    assert peaks[200] <= 6 * one_member                 # state (sums + votes) plus chunked temporaries
+    assert peaks[200] <= peaks[10] * 1.01               # independent of the number of members

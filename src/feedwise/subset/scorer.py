@@ -28,6 +28,7 @@ import numpy as np
 
 from feedwise.errors import FeedwiseError
 
+CHUNK = 8192           # rows per chunk when folding a member in
 PROB_TOLERANCE = 1e-3   # |row sum − 1| and negativity allowed in a member's probabilities
 
 
@@ -42,12 +43,8 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
 def check_probabilities(probs, num_examples: int | None = None, num_classes: int | None = None,
                         tol: float = PROB_TOLERANCE) -> np.ndarray:
     """Return ``probs`` as an N x K float array, or raise FeedwiseError if it is not a distribution per row."""
-    try:
-        import torch
-        if isinstance(probs, torch.Tensor):
-            probs = probs.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    if type(probs).__module__.startswith("torch"):      # a torch tensor, without importing torch here
+        probs = probs.detach().cpu().numpy()
     p = np.asarray(probs)
     if p.ndim != 2:
         raise FeedwiseError(f"probabilities must be a 2-D array (examples x classes), got shape {p.shape}")
@@ -165,9 +162,11 @@ class EnsembleScorer:
         """Fold one member's N x K softmax probabilities into the running sums."""
         p = check_probabilities(probs, self.num_examples, self.num_classes)
         st = self.state
-        st.sum_p += p                       # float32 input is upcast in place, no N x K float64 copy kept
-        st.sum_ent += entropy(p)
-        _add_votes(st.votes, p.argmax(axis=1))
+        for i in range(0, self.num_examples, CHUNK):   # row chunks bound the float64 temporaries
+            c = p[i:i + CHUNK]
+            st.sum_p[i:i + CHUNK] += c
+            st.sum_ent[i:i + CHUNK] += entropy(c)
+            _add_votes(st.votes[i:i + CHUNK], c.argmax(axis=1))
         st.num_members += 1
 
     def scores(self, name: str) -> np.ndarray:
