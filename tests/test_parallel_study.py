@@ -64,6 +64,29 @@ def test_hogwild_two_workers_train_shared_parameters(data_cache):
     assert rec["comm_s"] >= 0 and rec["compute_s"] > 0
 
 
+def test_train_data_parallel_hook(tmp_path, data_cache):
+    """`feedwise train --data-parallel N` as cli.py will wire it: add_data_parallel(train parser)."""
+    import argparse
+
+    from feedwise.cli import _add_run_args, _add_train_args, cmd_train
+    from feedwise.commands.scale_out import add_data_parallel
+
+    p = argparse.ArgumentParser()
+    _add_train_args(p)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_train)
+    add_data_parallel(p)
+    out = tmp_path / "dp"
+    a = p.parse_args([*TINY, "--threads", "2", "--data-parallel", "2", "--out", str(out)])
+    assert a.func(a) == 0
+    rec = json.loads((out / "trials/sync-w2-s0/trial.json").read_text())
+    assert rec["world_size"] == 2 and rec["threads_per_worker"] == 1 and rec["backend"] == "gloo"
+    assert rec["allreduce_calls"] == rec["steps_run"] and rec["comm_s"] > 0
+    a = p.parse_args([*TINY, "--out", str(tmp_path / "plain")])
+    assert a.data_parallel == 1 and a.func(a) == 0
+    assert json.loads((tmp_path / "plain/study.json").read_text())["kind"] == "train"
+
+
 def test_projection_from_measured_runs(tmp_path):
     from feedwise.results import StudyDir
     from feedwise.studies.scale_out import summarize
