@@ -35,7 +35,11 @@ PROTOCOLS = {
     "mnist1d-mlp": dict(target_steps=3000, acq_steps=1500, ensemble="4x5", seeds=2),
     "fashion-mnist-mlp": dict(target_steps=1500, acq_steps=750, ensemble="4x5", seeds=2),
 }
-SCALED = ("one-shot schedule only; ensemble 4 models x 5 checkpoints (20 members, the paper used more); "
+BUILD_UP = {  # build-up rounds train a fresh ensemble per (acquisition, round): fewer, shorter members
+    "mnist1d-mlp": dict(target_steps=3000, acq_steps=750, ensemble="2x5", seeds=2),
+    "fashion-mnist-mlp": dict(target_steps=1500, acq_steps=400, ensemble="2x5", seeds=2),
+}
+SCALED = ("one-shot schedule only; ensemble {ensemble} (models x checkpoints; the paper used more members); "
           "acquisition members trained for half the target budget; target MLP trained {target_steps} steps "
           "(bs 128, momentum 0.9, constant lr) instead of the workload default {default}; {seeds} seeds; "
           "torch threads 1 (the machine is shared)")
@@ -79,14 +83,18 @@ def verdicts(summary: dict) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", default="mnist1d-mlp", choices=sorted(PROTOCOLS))
+    ap.add_argument("--schedule", default="one-shot", choices=["one-shot", "build-up"])
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     from feedwise.workloads import get_workload
-    proto = PROTOCOLS[a.workload]
-    out = a.out or str(ROOT / "runs" / f"bench-subset-{a.workload}")
+    bu = a.schedule == "build-up"
+    proto = (BUILD_UP if bu else PROTOCOLS)[a.workload]
+    suffix = "_build-up" if bu else ""
+    out = a.out or str(ROOT / "runs" / f"bench-subset-{a.workload}{suffix}")
+    balances = ["none"] if bu else ["none", "class"]
     req = SubsetRequest(workload=a.workload, acquisitions=["entropy", "bald", "variation-ratio", "margin", "random"],
-                        fractions=[0.125, 0.25, 0.5], ensemble=proto["ensemble"], schedule="one-shot",
-                        seeds=proto["seeds"], balances=["none", "class"], budgets=["steps", "epochs"],
+                        fractions=[0.125, 0.25, 0.5], ensemble=proto["ensemble"], schedule=a.schedule,
+                        seeds=proto["seeds"], balances=balances, budgets=["steps", "epochs"],
                         target_steps=proto["target_steps"], acq_steps=proto["acq_steps"], data=DataOptions())
     t0 = time.time()
     summary, ran = run_subset_study(req, out, threads=1, device="cpu", command=sys.argv)
@@ -96,8 +104,9 @@ def main() -> None:
     result = {
         "benchmark": "subset_study", "workload": a.workload, "command": " ".join(sys.argv),
         "study_folder": out, "trials_run_this_time": ran, "elapsed_s_this_time": round(elapsed, 1),
-        "scaled": SCALED.format(default=get_workload(a.workload).max_steps, **proto),
-        "protocol": {**proto, "schedule": "one-shot", "fractions": req.fractions, "balances": req.balances,
+        "scaled": (SCALED.replace("one-shot schedule only", "build-up schedule (random seed set of 1/16 of the pool, "
+                   "then rounds to 1/8, 1/4, 1/2), balance none only") if bu else SCALED).format(default=get_workload(a.workload).max_steps, **proto),
+        "protocol": {**proto, "schedule": a.schedule, "fractions": req.fractions, "balances": req.balances,
                      "budgets": req.budgets, "acquisitions": req.acquisitions, "batch_size": 128, "threads": 1},
         "paper": "Chitta et al. 2019: a 50% CIFAR-10 subset (build-up, ensembles of ResNets) trains to no accuracy loss",
         "full_data": summary["full"], "tolerance": summary["tolerance"],
@@ -110,22 +119,25 @@ def main() -> None:
                                        "tie_filled")} for r in summary["results"]],
     }
     try:
-        from feedwise.report.subset import plot_cost, plot_error_vs_fraction
-        tag = a.workload.split("-")[0]
-        imgs = []
-        for rule in req.budgets:
-            for b in req.balances:
-                p = res / f"subset_study_{tag}_{b}_{rule}.png"
-                plot_error_vs_fraction(summary, p, balance=b, budget=rule)
-                imgs.append(p.name)
-        p = res / f"subset_study_{tag}_cost.png"
-        plot_cost(summary, p)
+        from feedwise.report.subset import plot_cost, plot_error_grid
+        tag = a.workload.split("-")[0] + suffix
+        imgs = [plot_error_grid(summary, res / f"subset_study_{tag}_error.png", dpi=60).name]
+        p = plot_cost(summary, res / f"subset_study_{tag}_cost.png", dpi=60)
         result["plots"] = imgs + [p.name]
     except ImportError:
         result["plots"] = []
-    write_json(res / f"subset_study_{a.workload}.json", result)
+    path = res / f"subset_study_{a.workload}{suffix}.json"
+    history = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        history = old.get("run_history") or [{"trials_run": old.get("trials_run_this_time"),
+                                              "elapsed_s": old.get("elapsed_s_this_time")}]
+    result["run_history"] = history + [{"trials_run": ran, "elapsed_s": round(elapsed, 1)}]
+    result["compute_s_in_trials"] = round(summary["cost"]["search_total"]["seconds"]
+                                          + summary["cost"]["target_total"]["seconds"], 1)
+    write_json(path, result)
     print("\n".join(result["statements"]))
-    print(f"wrote {res / f'subset_study_{a.workload}.json'} ({ran} trials run, {elapsed:.0f} s)")
+    print(f"wrote {res / f'subset_study_{a.workload}{suffix}.json'} ({ran} trials run, {elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,38 @@ def _plt():
     return plt
 
 
-def plot_error_vs_fraction(summary: dict, path: Path, balance: str = "none", budget: str = "steps") -> Path:
+def plot_error_vs_fraction(summary: dict, path: Path, balance: str = "none", budget: str = "steps",
+                           dpi: int = 90) -> Path:
     """Test error vs subset fraction per acquisition (mean ± std over seeds), with the full-data line."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=90)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=dpi)
+    _error_axes(ax, summary, balance, budget)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_error_grid(summary: dict, path: Path, dpi: int = 70) -> Path:
+    """One panel per (balance, budget rule): test error vs fraction per acquisition, full-data line."""
+    plt = _plt()
+    bals, rules = summary["balances"], summary["budgets"]
+    fig, axes = plt.subplots(len(bals), len(rules), figsize=(5.0 * len(rules), 3.5 * len(bals)), dpi=dpi,
+                             squeeze=False)
+    for i, b in enumerate(bals):
+        for j, rule in enumerate(rules):
+            _error_axes(axes[i][j], summary, b, rule)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _error_axes(ax, summary: dict, balance: str, budget: str) -> None:
     rows = [r for r in summary["results"] if r["balance"] == balance and r["budget"] == budget]
     for a in summary["acquisitions"]:
         rs = sorted((r for r in rows if r["acquisition"] == a and r["test_error"]["mean"] is not None),
@@ -45,18 +73,12 @@ def plot_error_vs_fraction(summary: dict, path: Path, balance: str = "none", bud
     ax.set_title(f"{summary['workload']}: {summary['schedule']}, ensemble {summary['ensemble']}, "
                  f"balance={balance}, budget={budget}", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
-def plot_cost(summary: dict, path: Path) -> Path:
+def plot_cost(summary: dict, path: Path, dpi: int = 90) -> Path:
     """Cost bars (training examples): the search, one full-data training, one subset training per fraction/rule."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=90)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=dpi)
     labels, vals, colors = [], [], []
     search = summary["cost"]["search_total"]
     labels.append("search (all ensembles)")
