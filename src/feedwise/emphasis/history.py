@@ -60,6 +60,8 @@ class PredictionHistory:
         self.device = torch.device(device)
         # one (N, 4) float64 tensor: a batch's rows are one gather, an update one index_add_
         self._state = torch.zeros(num_examples, 4, dtype=torch.float64, device=self.device)
+        self._unseen = num_examples  # examples never observed; once 0, update skips the first-seen check
+        self._buf = None
         self.updates = 0
 
     def __len__(self) -> int:
@@ -69,22 +71,34 @@ class PredictionHistory:
     def update(self, indices, true_class_probs) -> None:
         """Add one observation per entry: ``true_class_probs[k]`` for example ``indices[k]``."""
         idx = torch.as_tensor(indices, device=self.device).reshape(-1).long()
-        x = torch.as_tensor(true_class_probs, device=self.device).reshape(-1).to(torch.float64)
+        x = torch.as_tensor(true_class_probs, device=self.device).reshape(-1)
         if idx.shape != x.shape:
             raise FeedwiseError(f"history update: {idx.numel()} indices but {x.numel()} probabilities")
         if idx.numel() == 0:
             return
         state = self._state
-        rows = state[idx]
-        new = rows[:, 0] == 0
-        if bool(new.any()):
+        if self._unseen:
             # examples seen for the first time take one of their observations as their shift
-            state[idx[new], 1] = x[new]
-            rows = state[idx]
-        d = x - rows[:, 1]
-        src = torch.stack((torch.ones_like(d), torch.zeros_like(d), d, d * d), 1)
+            first = state.index_select(0, idx)[:, 0] == 0
+            if bool(first.any()):
+                state[idx[first], 1] = x[first].to(torch.float64)
+                self._unseen -= int(torch.unique(idx[first]).numel())
+        # src = [1, 0, d, d²] with d = x − shift: written into a reused buffer (few small ops)
+        src = self._src(len(idx))
+        d = src[:, 2]
+        d.copy_(x)
+        d.sub_(state.index_select(0, idx)[:, 1])
+        torch.mul(d, d, out=src[:, 3])
         state.index_add_(0, idx, src)
         self.updates += 1
+
+    def _src(self, k: int) -> torch.Tensor:
+        buf = self._buf
+        if buf is None or buf.shape[0] != k:
+            buf = torch.zeros(k, 4, dtype=torch.float64, device=self.device)
+            buf[:, 0] = 1.0
+            self._buf = buf
+        return buf
 
     def check_indices(self, idx: torch.Tensor) -> None:
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_examples):
@@ -140,9 +154,11 @@ class PredictionHistory:
                 raise FeedwiseError(f"history state '{k}' has shape {tuple(t.shape)}, expected ({self.num_examples},)")
             cols.append(t)
         self._state = torch.stack(cols, 1).to(self.device).contiguous()
+        self._unseen = int((self._state[:, 0] == 0).sum())
         self.updates = int(state.get("updates", 0))
 
     def to(self, device) -> "PredictionHistory":
         self.device = torch.device(device)
         self._state = self._state.to(self.device)
+        self._buf = None
         return self
