@@ -125,6 +125,8 @@ def main() -> int:
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__,
             "load_avg_start": list(load_start), "load_avg_end": list(load_end),
+            "trial_load_avg_1min_range": [min(x for t in trials for x in (t["load_avg_start"][0], t["load_avg_end"][0])),
+                                          max(x for t in trials for x in (t["load_avg_start"][0], t["load_avg_end"][0]))],
             "shared_machine": "the 2 cores are shared with other engineers' jobs running at the same time; the load "
                               "averages above (and per trial in 'trials') show how busy the machine was, so absolute "
                               "times are noisy and speedups are only indicative",

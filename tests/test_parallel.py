@@ -1,6 +1,5 @@
 """Data parallelism: synchronous DDP has the maths of one process; local SGD and Hogwild run."""
 
-import json
 import math
 
 import pytest
@@ -25,15 +24,6 @@ def _model_fn(data):
     return get_workload("mnist1d-mlp").model_fn(data)
 
 
-def _single(data, cfg):
-    """The engine's single-process run, its per-step losses read between steps."""
-    from feedwise.engine import Trainer
-
-    tr = Trainer(data, _model_fn(data), cfg)
-    res = tr.run()
-    return res
-
-
 def test_sync_ddp_two_workers_equals_one_process(small):
     # 63 rows per global batch: ranks hold 32 and 31 rows, so the N/B loss scaling is exercised
     cfg = TrainConfig(batch_size=63, lr=0.1, momentum=0.9, max_steps=150, eval_every=10, target=0.62, seed=3,
@@ -51,7 +41,8 @@ def test_sync_ddp_two_workers_equals_one_process(small):
     for x, y in zip(a, b):
         assert math.isclose(x, y, rel_tol=1e-4), (a, b)
     # the same evaluations and steps-to-result
-    assert [r["val_error"] for r in rec["rows"]] == [r["val_error"] for r in one.rows]
+    for x, y in zip(one.rows, rec["rows"]):   # at most one validation example apart (float order)
+        assert abs(x["val_error"] - y["val_error"]) <= 1.01 / len(small.y_val)
     assert rec["steps_to_result"] == one.steps_to_result
     assert rec["status"] == "reached" and rec["steps_run"] == one.steps_run
     # per-step losses are recorded for the global batch, one per step

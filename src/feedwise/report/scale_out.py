@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedwise.report.plots import figure, save
+from feedwise.report.plots import save
 from feedwise.report.sections import Section, table_html, table_md
 from feedwise.results import StudyDir, read_json
 
@@ -105,7 +105,6 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         return [Section(title="Scale-out", kind="scale-out", html="<p>No summary.json yet.</p>",
                         markdown="No summary.json yet.", caveats=["the study has not finished a run"])]
     summary = read_json(sd.summary_path)
-    study = read_json(sd.study_path)
     trials = [t.read() for t in sd.trials()]
     trials = [t for t in trials if t.get("status") not in (None, "running")]
     groups = summary["groups"]
@@ -139,7 +138,6 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
     proj = summary.get("projection")
     if proj:
         sections.append(_projection_section(proj, groups, name, assets))
-    del study
     return sections
 
 
