@@ -5,7 +5,9 @@
 Protocol (to fit ~10-15 min on one core of a shared 2-core machine): momentum only, batch sizes
 16, 64, 256, 1024, 5 finished trials per batch size (scrambled Sobol QMC), target validation
 error 0.15 instead of the workload's 0.12 (0.12 takes an MLP many epochs), budget 600 steps at
-B >= 256 and 600*256/B below (9,600 at B=16), evaluation every max(10, 25*256/B) steps.
+B >= 256 and 600*256/B below (9,600 at B=16), evaluation every max(10, 25*256/B) steps; the
+5 trials of a batch size run at once (threads), so exact pruning stops the others as soon as one
+reaches the target.
 Study folder: runs/bench/batch_size_fashion_momentum/ (re-running resumes). Results:
 benchmarks/results/batch_size_fashion_momentum.json (+ PNG plots).
 """
@@ -39,13 +41,13 @@ def main() -> int:
     req = BatchSizeRequest(workload="fashion-mnist-mlp", batch_sizes=BATCH_SIZES, trials=TRIALS, optimizer="momentum",
                            target=TARGET, budget=BUDGET, seed=0, space=SPACE)
     t0 = time.time(), time.process_time()
-    run_batch_size_study(req, out, threads=1, device="cpu", command=sys.argv)
+    run_batch_size_study(req, out, threads=1, device="cpu", command=sys.argv, jobs=TRIALS)
     wall, cpu = time.time() - t0[0], time.process_time() - t0[1]
     summary = summarize(out)
     res = {"benchmark": NAME, "command": "python benchmarks/batch_size_fashion.py",
            "protocol": {"workload": "fashion-mnist-mlp", "data": "/usr/share/datasets/fashion-mnist (real)",
                         "batch_sizes": BATCH_SIZES, "trials_per_batch_size": TRIALS, "target": TARGET,
-                        "space": SPACE, "budget": BUDGET.__dict__, "threads": 1,
+                        "space": SPACE, "budget": BUDGET.__dict__, "threads": 1, "jobs": TRIALS,
                         "note": "scaled down: target 0.15 (workload: 0.12), 5 trials, momentum only"},
            "this_invocation": {"wall_s": wall, "cpu_s": cpu}, "total_train_wall_s": _total_wall(out),
            "steps_to_result_check": independent_check(out, summary), "summary": summary}

@@ -12,7 +12,9 @@ batch sizes 16, 64, 256, 1024, 4096; TRIALS finished trials per batch size (scra
 search space in SPACES below; budget 1,200 steps at batch size >= 256, 1,200*256/B below
 (same examples as at 256: 19,200 steps at B=16); evaluation every max(10, 25*256/B) steps
 (a fixed 6,400 examples: B=16 every 400 steps, 64: 100, 256: 25, 1024 and 4096: 10);
-target validation error 0.15 (the workload's).
+target validation error 0.15 (the workload's). All TRIALS trials of a batch size run at once
+(--jobs, threads of one process), so exact pruning stops every other trial as soon as one
+reaches the target.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> int:
     ap.add_argument("--optimizer", default="momentum")
     ap.add_argument("--trials", type=int, default=TRIALS)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=TRIALS, help="trials of a batch size run at once (threads)")
     ap.add_argument("--workload", default="mnist1d-mlp")
     ap.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     ap.add_argument("--name", default=None)
@@ -78,13 +81,13 @@ def main() -> int:
     req = BatchSizeRequest(workload=a.workload, batch_sizes=[int(b) for b in a.batch_sizes.split(",")],
                            trials=a.trials, optimizer=a.optimizer, budget=BUDGET, seed=0, space=SPACES.get(a.optimizer, SPACES["momentum"]))
     t0 = time.time(), time.process_time()
-    summary = run_batch_size_study(req, out, threads=a.threads, device="cpu", command=sys.argv)
+    summary = run_batch_size_study(req, out, threads=a.threads, device="cpu", command=sys.argv, jobs=a.jobs)
     wall, cpu = time.time() - t0[0], time.process_time() - t0[1]
     summary = summarize(out)
     res = {
         "benchmark": name, "command": "python benchmarks/batch_size_mnist1d.py " + " ".join(sys.argv[1:]),
         "protocol": {"batch_sizes": req.batch_sizes, "trials_per_batch_size": a.trials, "space": SPACES.get(a.optimizer, SPACES["momentum"]),
-                     "budget": BUDGET.__dict__, "threads": a.threads, "sampler": "optuna QMCSampler sobol scrambled",
+                     "budget": BUDGET.__dict__, "threads": a.threads, "jobs": a.jobs, "sampler": "optuna QMCSampler sobol scrambled",
                      "note": "scaled down from Shallue et al. (100s of trials per batch size) to fit a shared CPU"},
         "this_invocation": {"wall_s": wall, "cpu_s": cpu,
                             "note": "0 work when the study had already finished (resume rebuilds the summary)"},

@@ -179,3 +179,27 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
     s = json.loads((out / "summary.json").read_text())
     assert s["batch_sizes"][0]["trials_by_status"].get("unfinished") == 1
     assert s["batch_sizes"][0]["steps_to_result"] is None
+
+
+def test_two_workers_share_one_study(tmp_path, data_cache):
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
+           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "1500", "--ref-batch", "0",
+           "--eval-every", "50", "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (out / "study.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for p in (first, second):
+        p.wait(timeout=120)
+        assert p.returncode == 0, p.stderr.read().decode()[-2000:]
+    opt = finished_optuna(out)["bs32"]
+    finished = opt["COMPLETE"] + opt["PRUNED"]
+    # "until 4 finished across all workers": at most one extra trial per extra worker
+    assert 4 <= len(finished) <= 5 and not opt["RUNNING"] and not opt["FAIL"]
+    recs = [json.loads(p.read_text()) for p in out.glob("trials/*/trial.json")]
+    assert sorted(r["optuna"]["number"] for r in recs) == sorted(finished)
+    assert len({r["worker"]["pid"] for r in recs}) == 2          # both workers trained
+    assert len({r["search_params"]["lr"] for r in recs}) == len(recs)   # no QMC point drawn twice

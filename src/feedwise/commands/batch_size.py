@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the QMC sequence and of the trials")
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is stale (killed)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trials of a batch size run at once in this process (threads); the first to reach the "
+                        "target prunes the others at once")
     _add_data_args(p)
     _add_run_args(p)
     p.set_defaults(func=cmd_batch_size)
@@ -89,7 +92,7 @@ def cmd_batch_size(a) -> int:
     req = BatchSizeRequest(workload=a.workload, batch_sizes=a.batch_sizes, trials=a.trials, optimizer=a.optimizer,
                            target=a.target, budget=budget, seed=a.seed, space=space, data=_data_options(a))
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
-                             command=sys.argv, heartbeat=a.heartbeat)
+                             command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs)
     print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9}  trials by status")
     for e in s["batch_sizes"]:
         st = e["steps_to_result"]

@@ -240,8 +240,8 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
                f"steps-to-result upwards where good metaparameters are rare.",
                "Steps to result are resolved only to the evaluation period of each batch size "
                "(see eval_every in the table of the summary).",
-               "Optuna's QMCSampler draws the first trial of each batch size at random (it learns the search "
-               "space from it); the later ones follow a scrambled Sobol sequence."]
+               "Metaparameters are points of one scrambled Sobol sequence per batch size (Optuna QMCSampler "
+               "with the search space given up front)."]
     if any(e["steps_to_result"] is None for e in s["batch_sizes"]):
         caveats.append("Some batch sizes never reached the target within their budget (null).")
     md = "\n\n".join(lines) + "\n\n" + table_md(header, rows)

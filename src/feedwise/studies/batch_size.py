@@ -15,9 +15,9 @@ parameter             scale          meaning
 
 Defaults live in ``Workload.search_space`` (``{name: [low, high]}``); a YAML/JSON file can
 override any of them (``[low, high]`` or a single number to fix it); an unknown name is an
-error. Note that Optuna's ``QMCSampler`` draws the very first trial of each study from its
-seeded ``RandomSampler`` (it learns the search space from it); every later trial is a point of
-the scrambled Sobol sequence.
+error. The sampler is told the search space up front, so every trial (the first and concurrent
+ones included) is a point of the scrambled Sobol sequence: trial number n gets point n, so
+concurrent trials and workers never draw the same point.
 
 Each Optuna trial trains once with the engine into ``trials/b<B>-<number>/`` (``trial.json``
 records the Optuna study, trial number and batch size), evaluates every ``eval_every(B)``
@@ -39,6 +39,13 @@ round(eval_every * ref_batch / B))`` steps: a fixed number of examples between e
 every batch size is measured at about the same relative resolution of its steps-to-result
 (large batches, which need few steps, are evaluated more often in steps, small ones less).
 
+**Concurrent trials** (``jobs``): the trials of a batch size can run at once in threads of one
+process. Exact pruning then bites as soon as *any* trial reaches the target: the others stop at
+their next evaluation at or past that step, instead of the trials drawn before the first success
+running their whole budget. The steps-to-result of each batch size cannot change (the pruning
+rule only stops trials that can no longer lower it); each trial's initialisation is seeded by
+its own seed under a lock, so threads do not mix their random streams.
+
 **Resume / several workers**: the storage is opened with heartbeats; trials whose heartbeat
 stopped (a killed process) are marked FAIL by Optuna and their folders ``unfinished``. A run
 asks for new trials until ``trials`` of them are finished (COMPLETE or PRUNED) for each batch
@@ -51,12 +58,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from feedwise.engine import TrainConfig
+import torch
+
+from feedwise.engine import TrainConfig, derive_seed
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar
@@ -217,7 +229,7 @@ def make_config(batch_size: int, params: dict, optimizer: str, budget: Budget, t
 def open_storage(url: str, heartbeat: int = 10):
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -230,12 +242,60 @@ def open_storage(url: str, heartbeat: int = 10):
             raise FeedwiseError(f"cannot open Optuna storage {url}: {e}") from None
 
 
-def _sampler(seed: int):
+def distributions(space: dict) -> dict:
+    """Optuna distributions of the tuned (non-fixed) parameters."""
+    from optuna.distributions import FloatDistribution
+
+    return {k: FloatDistribution(v[0], v[1], log=k in LOG_PARAMS) for k, v in sorted(space.items())
+            if isinstance(v, list)}
+
+
+def _sampler(seed: int, space: dict):
+    """Scrambled, seeded Sobol QMC over a search space known up front, so that every trial, the
+    first ones and concurrent ones included, is a point of the sequence (Optuna's QMCSampler
+    otherwise learns the space from a first, randomly sampled trial)."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
-    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+    dists = distributions(space)
+
+    class FixedSpaceQMCSampler(optuna.samplers.QMCSampler):
+        def infer_relative_search_space(self, study, trial):
+            return dict(dists)
+
+        def sample_relative(self, study, trial, search_space):
+            # Point number ``trial.number`` of the sequence. Optuna's own sample counter is a
+            # read-then-write of a study attribute: concurrent trials drew the same point twice.
+            # Trial numbers are unique in the storage, across threads, processes and machines.
+            if not search_space:
+                return {}
+            return sobol_point(search_space, trial.number, seed)
+
+    return FixedSpaceQMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+
+
+def sobol_point(search_space: dict, index: int, seed: int) -> dict:
+    """Point ``index`` of the scrambled Sobol sequence (``seed``) mapped onto the distributions
+    (names in sorted order; log-uniform where the distribution is log)."""
+    from scipy.stats import qmc
+
+    names = sorted(search_space)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eng = qmc.Sobol(len(names), scramble=True, seed=seed)
+        if index > 0:
+            eng.fast_forward(index)
+        u = eng.random(1)[0]
+    out = {}
+    for k, x in zip(names, u):
+        d = search_space[k]
+        if d.log:
+            v = math.exp(math.log(d.low) + float(x) * (math.log(d.high) - math.log(d.low)))
+        else:
+            v = d.low + float(x) * (d.high - d.low)
+        out[k] = min(max(v, d.low), d.high)
+    return out
 
 
 def _finished_count(study) -> int:
@@ -275,12 +335,27 @@ def mark_stale(study, out: StudyDir) -> list[str]:
     return marked
 
 
+_INIT_LOCK = threading.Lock()
+
+
+def _seeded(model_fn, init_seed: int):
+    """A model factory that seeds torch's global RNG itself, under a lock, so that trials
+    running in parallel threads get exactly the initialisation of a serial run."""
+
+    def build():
+        with _INIT_LOCK:
+            torch.manual_seed(init_seed)
+            return model_fn()
+
+    return build
+
+
 class ExactPruner:
     """Engine callback: ``pruned`` once the trial cannot beat the batch size's best result.
 
     Reads the best from the storage at most every ``refresh_s`` seconds (other workers)."""
 
-    def __init__(self, study, eval_every: int, refresh_s: float = 1.0):
+    def __init__(self, study, eval_every: int, refresh_s: float = 0.5):
         self.study, self.eval_every, self.refresh_s = study, eval_every, refresh_s
         self.best, self._t = None, -math.inf
 
@@ -302,11 +377,15 @@ def study_config(req: BatchSizeRequest, space: dict, target: float, budget: Budg
 
 def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | None = None,
                          threads: int | None = None, device: str = "auto", command: list[str] | None = None,
-                         heartbeat: int = 10) -> dict:
-    """Run (or resume) the study into ``out``; returns the summary (also written to summary.json)."""
+                         heartbeat: int = 10, jobs: int = 1) -> dict:
+    """Run (or resume) the study into ``out``; returns the summary (also written to summary.json).
+
+    ``jobs`` trials of a batch size run at once in this process (threads)."""
     import optuna
 
     req, space, target, budget = req.resolved()
+    if jobs < 1:
+        raise FeedwiseError(f"--jobs must be at least 1, got {jobs}")
     workload = get_workload(req.workload)
     sd = StudyDir(out)
     n_threads = set_threads(threads)
@@ -326,14 +405,13 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     with progress_bar() as bar:
         outer = bar.add_task("batch sizes", total=len(batch_sizes))
         for b in batch_sizes:
-            study = optuna.create_study(study_name=study_name(b), storage=store, sampler=_sampler(req.seed + b),
+            study = optuna.create_study(study_name=study_name(b), storage=store, sampler=_sampler(req.seed + b, space),
                                         direction="minimize", load_if_exists=True)
             study.set_user_attr("batch_size", b)
             mark_stale(study, sd)
             inner = bar.add_task(f"bs={b} trials", total=req.trials, completed=min(req.trials, _finished_count(study)))
-            steps_task = bar.add_task("  steps", total=budget.steps(b))
 
-            def objective(trial, b=b, study=study):
+            def objective(trial, b=b, study=study, inner=inner):
                 params = suggest(trial, space)
                 seed = req.seed * 1_000_003 + trial.number
                 cfg = make_config(b, params, req.optimizer, budget, target, seed)
@@ -342,29 +420,35 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                 eff = scaling.effective_lr(cfg.lr, cfg.momentum, cfg.optimizer)
                 record = {"batch_size": b, "search_params": params, "effective_lr": eff,
                           "optuna": {"study": study.study_name, "number": trial.number, "trial_id": trial._trial_id},
-                          "data": asdict(req.data)}
-                bar.update(steps_task, completed=0, total=cfg.budget_steps())
-                result, _ = run_trial(sd.trial(tid), workload, data, cfg, UniformFeeder(), device=dev,
-                                      callbacks=[ExactPruner(study, cfg.eval_every)], record=record,
-                                      progress=lambda s, t: bar.update(steps_task, completed=s), model_fn=model_fn)
+                          "data": asdict(req.data), "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+                          "jobs": jobs}
+                task = bar.add_task(f"  trial {tid}", total=cfg.budget_steps())
+                try:
+                    result, _ = run_trial(sd.trial(tid), workload, data, cfg, UniformFeeder(), device=dev,
+                                          callbacks=[ExactPruner(study, cfg.eval_every)], record=record,
+                                          progress=lambda s, t: bar.update(task, completed=s),
+                                          model_fn=_seeded(model_fn, derive_seed(seed, "init")))
+                finally:
+                    bar.remove_task(task)
                 for k, v in (("status", result.status), ("examples", result.examples), ("steps_run", result.steps_run)):
                     trial.set_user_attr(k, v)
+                bar.advance(inner)
                 if result.status == "reached":
                     return float(result.steps_to_result)
                 if result.status == "budget":
                     return math.inf
                 raise optuna.TrialPruned(result.status)
 
-            while _finished_count(study) < req.trials:
+            while (done := _finished_count(study)) < req.trials:
+                n = req.trials - done
                 try:
-                    study.optimize(objective, n_trials=1, catch=())
+                    study.optimize(objective, n_trials=n if jobs > 1 else 1, n_jobs=min(jobs, n), catch=())
                 except BaseException:
                     mark_stale(study, sd)
                     _mark_failed(study, sd)
                     raise
                 bar.update(inner, completed=min(req.trials, _finished_count(study)))
             mark_stale(study, sd)
-            bar.remove_task(steps_task)
             bar.remove_task(inner)
             bar.advance(outer)
     summary = summarize(sd)
@@ -464,4 +548,4 @@ def _num(tid) -> tuple:
 
 
 # quiet optuna's own logger when imported as a library
-logging.getLogger("optuna").setLevel(logging.WARNING)
+logging.getLogger("optuna").setLevel(logging.ERROR)
