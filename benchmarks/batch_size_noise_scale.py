@@ -73,6 +73,13 @@ def main() -> int:
         assets = res_dir / "batch_size_noise_scale"
         assets.mkdir(exist_ok=True)
         res["plots"] = [str(p.relative_to(ROOT)) for sec in build_sections(out, assets) for p in sec.images]
+        from feedwise.report.batch_size import build_overlay
+        sweeps = [ROOT / "runs" / "bench" / f"batch_size_mnist1d_{o}" for o in ("momentum", "sgd")]
+        sweeps = [d for d in sweeps if (d / "summary.json").exists()]
+        if len(sweeps) > 1:  # momentum vs SGD on the same axes, with the noise-scale prediction
+            ov = build_overlay(sweeps, assets)
+            res["plots"] += [str(p.relative_to(ROOT)) for sec in ov for p in sec.images]
+            res["overlay_markdown"] = ov[0].markdown
     except ImportError:
         pass
     (res_dir / "batch_size_noise_scale.json").write_text(json.dumps(res, indent=2) + "\n")

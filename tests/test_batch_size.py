@@ -140,14 +140,14 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
 def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "1500", "--ref-batch", "0",
+           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "1000", "--ref-batch", "0",
            "--eval-every", "50", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     killed_dir = None
-    deadline = time.time() + 60
-    while time.time() < deadline and killed_dir is None:
-        time.sleep(0.2)
+    deadline = time.time() + 150
+    while time.time() < deadline and killed_dir is None and proc.poll() is None:
+        time.sleep(0.05)
         recs = {}
         for t in out.glob("trials/*/trial.json"):
             try:
@@ -184,7 +184,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
 def test_two_workers_share_one_study(tmp_path, data_cache):
     out = tmp_path / "shared"
     cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "1500", "--ref-batch", "0",
+           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "1000", "--ref-batch", "0",
            "--eval-every", "50", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
