@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tune", type=int, default=0, help="Optuna trials per method (lr, epsilon, burn-in)")
     ap.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian one)")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "emphasis"), help="where the study folders go")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
@@ -53,8 +54,8 @@ def main() -> None:
     cfg = TrainConfig(batch_size=w.batch_size, lr=w.lr, optimizer="momentum", max_steps=sc["steps"],
                       eval_every=sc["eval_every"], target=None, stop_at_target=False)
     req = EmphasisRequest(workload=a.workload, config=cfg, methods=a.methods.split(","), seeds=a.seeds,
-                          burn_in=sc["burn_in"], data=DataOptions(label_noise=a.noise, data_dir=a.data_dir))
-    tag = f"{a.workload}_noise{a.noise:g}"
+                          burn_in=sc["burn_in"], data=DataOptions(label_noise=a.noise, data_dir=a.data_dir), tune=a.tune)
+    tag = f"{a.workload}_noise{a.noise:g}" + (f"_tuned{a.tune}" if a.tune else "")
     out = Path(a.runs) / tag
     t0 = time.time()
     summary = emphasis_study(req, str(out), threads=a.threads, device=a.device, command=sys.argv)
@@ -62,7 +63,7 @@ def main() -> None:
         "command": " ".join(["benchmarks/emphasis_study.py"] + sys.argv[1:]), "elapsed_s_this_call": time.time() - t0,
         "threads": a.threads, "device": a.device,
         "scaled": f"{sc['steps']} steps (workload default {w.max_steps}), eval every {sc['eval_every']}, "
-                  f"burn-in {sc['burn_in']} epochs, {a.seeds} seeds, constant lr {w.lr} momentum 0.9, batch {w.batch_size}",
+                  f"burn-in {sc['burn_in']} epochs (tuned: {a.tune} Optuna trials per method), {a.seeds} seeds, constant lr {w.lr} momentum 0.9, batch {w.batch_size}",
     }
     res = Path(a.results)
     res.mkdir(parents=True, exist_ok=True)

@@ -120,10 +120,11 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         for ax, m in zip(axs, show):
             h = s["methods"][m]["diagnostics"]["std_hist"]
             b = np.asarray(h["bins"])
-            for key, color in (("clean", "C0"), ("noisy", "C3")):
+            for key, name, color in (("clean", "clean", "C0"), ("noisy", "flipped", "C3")):
                 c = np.asarray(h[key], float)
                 if c.sum() > 0:
-                    ax.stairs(c / c.sum(), b, label=f"{key} ({int(c.sum())})", color=color, fill=True, alpha=0.45)
+                    ax.stairs(c / c.sum(), b, label=f"{name} ({int(c.sum())}, seeds pooled)", color=color,
+                              fill=True, alpha=0.45)
             ax.set_title(f"{m}: std̂ at the end", fontsize=9)
             ax.set_xlabel("std̂")
             ax.legend(fontsize=7)
