@@ -40,7 +40,7 @@ BUILD_UP = {  # build-up rounds train a fresh ensemble per (acquisition, round):
     "fashion-mnist-mlp": dict(target_steps=1500, acq_steps=400, ensemble="2x5", seeds=2),
 }
 SCALED = ("one-shot schedule only; ensemble {ensemble} (models x checkpoints; the paper used more members); "
-          "acquisition members trained for half the target budget; target MLP trained {target_steps} steps "
+          "acquisition members trained {acq_steps} steps each; target MLP trained {target_steps} steps "
           "(bs 128, momentum 0.9, constant lr) instead of the workload default {default}; {seeds} seeds; "
           "torch threads 1 (the machine is shared)")
 
