@@ -105,7 +105,7 @@ def _print_trial(rec: dict, out: str) -> None:
 def cmd_demo(a) -> int:
     from feedwise.studies.demo import run_demo
 
-    report = run_demo(a.out, threads=a.threads, device=a.device)
+    report = run_demo(a.out, threads=a.threads, device=a.device, quick=a.quick)
     print(f"report: {report}")
     return 0
 
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="a small but real run of the studies on mnist1d, then the report")
     _add_run_args(s, out_required=False)
+    s.add_argument("--quick", action="store_true", help="an even smaller demo (seconds; used by the tests)")
     s.set_defaults(func=cmd_demo, out="runs/demo")
 
     _register_command_modules(sub)
