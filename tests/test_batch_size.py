@@ -165,8 +165,10 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
     assert proc.returncode == -signal.SIGKILL
     assert json.loads((killed_dir / "trial.json").read_text())["status"] == "running"
     time.sleep(3.5)  # past the heartbeat grace period (3 x 1 s): the killed trial is stale
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # the same command again (in this process, to spare a second interpreter start-up)
+    req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32], trials=3, optimizer="momentum", target=0.01,
+                           budget=Budget(max_steps=1000, ref_batch=0, eval_every=50, min_eval_every=10), data=TINY)
+    run_batch_size_study(req, out, threads=1, device="cpu", heartbeat=1)
     opt = finished_optuna(out)["bs32"]
     finished = opt["COMPLETE"] + opt["PRUNED"]
     assert len(finished) == 3 and len(set(finished)) == 3 and not opt["RUNNING"]
@@ -182,24 +184,50 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
 
 
 def test_two_workers_share_one_study(tmp_path, data_cache):
+    """A worker process and this test process share one study through the SQLite storage."""
     out = tmp_path / "shared"
     cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "1000", "--ref-batch", "0",
+           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "500", "--ref-batch", "0",
            "--eval-every", "50", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not (out / "study.json").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for p in (first, second):
-        p.wait(timeout=120)
-        assert p.returncode == 0, p.stderr.read().decode()[-2000:]
+    other = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while not (out / "study.db").exists() and time.time() < deadline and other.poll() is None:
+        time.sleep(0.05)
+    req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32], trials=4, optimizer="momentum", target=0.01,
+                           budget=Budget(max_steps=500, ref_batch=0, eval_every=50, min_eval_every=10), data=TINY)
+    run_batch_size_study(req, out, threads=1, device="cpu")
+    other.wait(timeout=120)
+    assert other.returncode == 0, other.stderr.read().decode()[-2000:]
     opt = finished_optuna(out)["bs32"]
     finished = opt["COMPLETE"] + opt["PRUNED"]
     # "until 4 finished across all workers": at most one extra trial per extra worker
     assert 4 <= len(finished) <= 5 and not opt["RUNNING"] and not opt["FAIL"]
     recs = [json.loads(p.read_text()) for p in out.glob("trials/*/trial.json")]
     assert sorted(r["optuna"]["number"] for r in recs) == sorted(finished)
-    assert len({r["worker"]["pid"] for r in recs}) == 2          # both workers trained
+    assert {r["worker"]["pid"] for r in recs} == {other.pid, os.getpid()}     # both workers trained
     assert len({r["search_params"]["lr"] for r in recs}) == len(recs)   # no QMC point drawn twice
+
+
+def test_concurrent_trials_train_exactly_like_serial_ones(tmp_path, data_cache):
+    """--jobs runs trials in threads: same Sobol point and same training per trial number."""
+    def run(jobs):
+        req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[64], trials=3, optimizer="momentum",
+                               target=0.0, budget=Budget(max_steps=60, ref_batch=0, eval_every=20), seed=2,
+                               space={"lr": [0.01, 0.3], "one_minus_momentum": [0.05, 0.5]}, data=TINY)
+        run_batch_size_study(req, tmp_path / f"j{jobs}", threads=1, device="cpu", jobs=jobs)
+        out = {}
+        for t in (tmp_path / f"j{jobs}" / "trials").iterdir():
+            rec = json.loads((t / "trial.json").read_text())
+            with open(t / "measurements.csv") as f:
+                rows = [(int(r["step"]), float(r["train_loss"]), float(r["val_error"])) for r in csv.DictReader(f)]
+            out[rec["optuna"]["number"]] = (rec["search_params"], rec["status"], rows)
+        return out
+
+    serial, threaded = run(1), run(3)
+    assert sorted(serial) == sorted(threaded) == [0, 1, 2]
+    assert len({json.dumps(v[0], sort_keys=True) for v in serial.values()}) == 3   # three distinct QMC points
+    for n in serial:
+        assert serial[n][0] == threaded[n][0] and serial[n][1] == threaded[n][1] == "budget"
+        for a, b in zip(serial[n][2], threaded[n][2]):
+            assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=1e-5) and a[2] == pytest.approx(b[2], abs=1e-9)

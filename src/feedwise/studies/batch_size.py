@@ -233,13 +233,17 @@ def open_storage(url: str, heartbeat: int = 10):
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
-                                              grace_period=max(2, 3 * int(heartbeat)), **kwargs)
-        except Exception as e:
-            raise FeedwiseError(f"cannot open Optuna storage {url}: {e}") from None
+    error = None
+    for attempt in range(6):  # workers starting together race to create the tables: retry
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
+                                                  grace_period=max(2, 3 * int(heartbeat)), **kwargs)
+            except Exception as e:
+                error = e
+        time.sleep(0.5 * (attempt + 1))
+    raise FeedwiseError(f"cannot open Optuna storage {_redact(url)}: {error}")
 
 
 def distributions(space: dict) -> dict:
