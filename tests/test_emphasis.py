@@ -236,3 +236,31 @@ def test_cli_train_with_feed_spv(tmp_path, data_cache):
     rec = read_json(out / "trials" / "0" / "trial.json")
     assert rec["status"] == "budget" and rec["feed"]["feed"] == "spv" and rec["feed"]["epsilon"] == 0.05
     assert main(["train", "--feed", "nope", "--num-samples", "2000", "--out", str(tmp_path / "u")]) == 2
+
+
+def test_wpv_weights_taken_at_epoch_start_equal_the_current_history_weights():
+    """Under shuffling without replacement, the per-epoch scores are each example's history at its visit."""
+    n, bs = 200, 16
+    f = EmphasisFeeder("wpv", epsilon=0.05, burn_in=2, flush_every=5)
+    f.bind(n, torch.Generator().manual_seed(0))
+    checked = 0
+    for step in range(100):
+        idx, w = f.next_batch(bs)
+        if w is not None and f._pos >= bs and len(set(idx.tolist())) == bs:  # not an epoch-crossing batch
+            ref = emphasis_weights(f.history, idx, "wpv", epsilon=0.05)  # .history flushes everything pending
+            assert torch.allclose(w, ref, rtol=1e-5, atol=1e-6)
+            checked += 1
+        f.observe(idx, torch.rand(len(idx)))
+    assert checked > 30
+
+
+def test_observations_are_deferred_but_never_lost():
+    f = EmphasisFeeder("spv", flush_every=7)
+    f.bind(50, torch.Generator().manual_seed(0))
+    for _ in range(10):
+        idx, _ = f.next_batch(10)
+        f.observe(idx, torch.rand(10))
+    assert len(f._pending) == 3  # 10 = 7 flushed + 3 pending
+    assert int(f.history.count().sum()) == 100 and not f._pending
+    with pytest.raises(FeedwiseError, match="flush_every"):
+        EmphasisFeeder("spv", flush_every=0)

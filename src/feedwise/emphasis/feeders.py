@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import torch
 
 from feedwise.emphasis.history import PredictionHistory
 from feedwise.emphasis.methods import (DEFAULT_BURN_IN, METHODS, SCORES, check_burn_in,
-                                       check_epsilon, fill_value, get_method, np_score_rows)
+                                       check_epsilon, fill_value, get_method)
+from feedwise.errors import FeedwiseError
 from feedwise.feeders import Feeder, register_feeder
 
 
@@ -37,18 +37,25 @@ class EmphasisFeeder(Feeder):
 
     wants_observations = True
 
-    def __init__(self, method: str = "spv", epsilon: float | None = None, burn_in: float = DEFAULT_BURN_IN):
+    def __init__(self, method: str = "spv", epsilon: float | None = None, burn_in: float = DEFAULT_BURN_IN,
+                 flush_every: int = 16):
         self.method = get_method(method)
         self.name = self.method.name
         self.epsilon = check_epsilon(self.method.default_epsilon if epsilon is None else epsilon)
         self.burn_in = check_burn_in(burn_in)
-        self.history: PredictionHistory | None = None
+        if int(flush_every) < 1:
+            raise FeedwiseError(f"flush_every must be at least 1 step, got {flush_every}")
+        self.flush_every = int(flush_every)
+        self._history: PredictionHistory | None = None
+        self._pending: list = []
         self._score = SCORES.get(self.method.score)
         self._eps = self.epsilon + 1e-12  # all-zero scores with epsilon 0 give equal weights, not 0/0
 
     def bind(self, num_examples, generator, device="cpu"):
         super().bind(num_examples, generator, device)
-        self.history = PredictionHistory(num_examples, device=self.device)
+        self._history = PredictionHistory(num_examples, device=self.device)
+        self._pending = []
+        self._stale = None
         self.last_loss = torch.full((num_examples,), float("nan"), device=self.device) \
             if self.method.score == "loss" else None
         self._fill = 0.0
@@ -57,13 +64,44 @@ class EmphasisFeeder(Feeder):
         self._pos = 0
         return self
 
+    # ------------------------------------------------------------------ observations
+    @property
+    def history(self) -> PredictionHistory | None:
+        """The prediction history, with every observation so far applied."""
+        self.flush()
+        return self._history
+
+    def observe(self, indices, probs):
+        # deferred: the tensors are kept (no copy, no op) and applied every ``flush_every`` steps in one
+        # vectorised update — a handful of small tensor ops per step cost more in the training loop
+        # than their isolated timings suggest
+        self._pending.append((indices, probs))
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the pending observations to the history (and the last losses)."""
+        if not self._pending:
+            return
+        if len(self._pending) == 1:
+            idx, p = self._pending[0]
+        else:
+            idx = torch.cat([a for a, _ in self._pending])
+            p = torch.cat([b for _, b in self._pending])
+        self._pending = []
+        self._history.update(idx, p)
+        if self.last_loss is not None:  # later observations come later: the last one wins
+            self.last_loss[idx] = -torch.log(p.float().clamp_min(1e-12))
+
     # ------------------------------------------------------------------ per epoch
     def emphasising(self) -> bool:
         return self.method.how != "order" and self.epoch >= self.burn_in
 
     def _new_order(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This epoch's order of indices, and a per-position weight buffer (None: unweighted)."""
         n, m = self.num_examples, self.method
         if m.how == "sample" and self.emphasising():
+            self.flush()
             p = self._probabilities()
             self.epoch_probs = p  # the probabilities of this epoch's draws (float64, sum 1)
             order = draw(p.cpu(), n, self.generator)
@@ -72,11 +110,20 @@ class EmphasisFeeder(Feeder):
             if m.score == "loss":  # importance sampling: 1/(N p) keeps the expected gradient unbiased
                 w = (1.0 / (n * p.cpu()[order])).to(torch.float32).to(self.device)
             return order.to(self.device), w
-        if m.how == "weight" and self.emphasising():
-            self._fill = fill_value(SCORES[m.score](self.history.rows()))
         if m.name == "scan":
             return torch.arange(n, device=self.device), None
-        return torch.randperm(n, generator=self.generator).to(self.device), None
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        if m.how == "weight" and self.emphasising():
+            # score + ε of every example, taken once at the start of the epoch and laid out in the
+            # epoch's order; each batch normalises its slice to mean 1. Exact: under shuffling without
+            # replacement an example's history does not change between the start of the epoch and
+            # its visit (it is observed once per epoch, when it is visited).
+            self.flush()
+            sc = SCORES[m.score](self._history.rows())
+            self._fill = fill_value(sc)
+            sc = torch.nan_to_num(sc, nan=self._fill).clamp_min(0) + self._eps
+            return order, sc.to(torch.float32)[order]
+        return order, None
 
     def _probabilities(self) -> torch.Tensor:
         m = self.method
@@ -85,49 +132,56 @@ class EmphasisFeeder(Feeder):
             s = torch.nan_to_num(s, nan=fill_value(s)).clamp_min(0)
             s = s + self.epsilon * s.mean()
         else:
-            s = SCORES[m.score](self.history.rows())
+            s = SCORES[m.score](self._history.rows())
             s = torch.nan_to_num(s, nan=fill_value(s)).clamp_min(0) + self.epsilon
         total = s.sum()
         return s / total if bool(total > 0) else torch.full_like(s, 1.0 / len(s))
 
     # ------------------------------------------------------------------ per step
     def next_batch(self, batch_size):
+        if self._stale is not None:
+            self._refresh_stale()
         end = self._pos + batch_size
         if end <= self.num_examples:
             idx = self._order[self._pos:end]
             w = None if self._order_w is None else self._order_w[self._pos:end]
             self._pos = end
         else:
+            weighted = self._order_w is not None
             parts = [self._order[self._pos:]]
             wparts = [self._ones(len(parts[0])) if self._order_w is None else self._order_w[self._pos:]]
             need = batch_size - len(parts[0])
             while need > 0:
                 self.epoch += 1
                 self._order, self._order_w = self._new_order()
+                weighted = weighted or self._order_w is not None
                 take = min(need, self.num_examples)
                 parts.append(self._order[:take])
                 wparts.append(self._ones(take) if self._order_w is None else self._order_w[:take])
                 need -= take
                 self._pos = take
             idx = torch.cat(parts)
-            w = torch.cat(wparts) if self.method.score == "loss" and self._sampled_epochs else None
-        if self.method.how == "weight" and self.emphasising():
-            if self.device.type == "cpu":  # numpy: fewer microseconds per small operation
-                s = np_score_rows(self.method.score, self.history._state.numpy()[idx.numpy()])
-                s = np.nan_to_num(s, nan=self._fill) + self._eps
-                return idx, torch.from_numpy((s / s.mean()).astype(np.float32))
-            s = self._score(self.history._state[idx])
-            s = torch.nan_to_num(s, nan=self._fill).clamp_min_(0) + self._eps
-            w = (s / s.mean()).to(torch.float32)
+            w = torch.cat(wparts) if weighted else None
+            if self.method.how == "weight" and self._order_w is not None and len(parts[0]):
+                self._stale = parts[0]  # seen after this epoch's scores were taken: refreshed next step
+        if w is not None and self.method.how == "weight":
+            w = w / w.mean()  # mean 1 over the batch
         return idx, w
+
+    def _refresh_stale(self) -> None:
+        """Rescore the examples of the previous epoch's tail (observed in the epoch-crossing batch,
+        after this epoch's scores were taken) where they sit in this epoch's order."""
+        stale, self._stale = self._stale, None
+        if self._order_w is None:
+            return
+        self.flush()
+        pos = torch.isin(self._order, stale).nonzero().squeeze(1)
+        sc = SCORES[self.method.score](self._history.rows(self._order[pos]))
+        sc = torch.nan_to_num(sc, nan=self._fill).clamp_min(0) + self._eps
+        self._order_w[pos] = sc.to(torch.float32)
 
     def _ones(self, k: int) -> torch.Tensor:
         return torch.ones(k, dtype=torch.float32, device=self.device)
-
-    def observe(self, indices, probs):
-        self.history.update(indices, probs)
-        if self.last_loss is not None:
-            self.last_loss[indices] = -torch.log(probs.float().clamp_min(1e-12))
 
     def state(self) -> dict:
         s = {"feed": self.name, "method": self.method.label}

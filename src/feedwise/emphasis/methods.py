@@ -15,7 +15,9 @@ loss       sample             the example's last loss −log p, + ε·mean loss 
 
 A *sample* method draws each epoch's N indices with replacement with probability ∝ score + ε
 (recomputed once per epoch); a *weight* method keeps uniform shuffling and multiplies each
-example's loss by score + ε, normalised to mean 1 over the batch. Every method but
+example's loss by score + ε, normalised to mean 1 over the batch (the engine feeder takes the
+scores at the start of each epoch, which under shuffling without replacement is each example's
+history when it is visited). Every method but
 uniform/scan starts with ``burn_in`` epochs of uniform shuffling, while the history fills.
 
 Defaults (ours; the paper treats both as constants to set once): ``ε = 0.05`` — scores live
@@ -36,7 +38,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from feedwise.emphasis.history import PredictionHistory, stats_from_rows, std_hat
@@ -63,22 +64,6 @@ def _variance(rows: torch.Tensor) -> torch.Tensor:
 def _closeness(rows: torch.Tensor) -> torch.Tensor:
     m = stats_from_rows(rows)[1]
     return m * (1 - m)
-
-
-def np_score_rows(score: str, rows: np.ndarray) -> np.ndarray:
-    """The same scores on a numpy array of rows (the CPU hot path: numpy's per-call overhead on
-    128-element arrays is a fraction of torch's)."""
-    n, s1 = rows[:, 0], rows[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if score == "variance":
-            v = np.maximum((rows[:, 3] - s1 * s1 / n) / (n - 1), 0.0)
-            return np.sqrt(v + v * v / (n - 1))
-        m = rows[:, 1] + s1 / n
-        if score == "easy":
-            return m
-        if score == "hard":
-            return 1 - m
-        return m * (1 - m)
 
 
 @dataclass(frozen=True)
