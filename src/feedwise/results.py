@@ -117,6 +117,12 @@ class StudyDir:
         if self.root.exists() and not self.root.is_dir():
             raise FeedwiseError(f"--out {self.root} exists and is not a folder")
         config = _clean(config)
+        if not self.study_path.exists() and self.root.exists():
+            # another worker starting at the same moment may be writing study.json (its temp file
+            # is here) or may have just renamed it into place: neither makes the folder foreign
+            others = [p for p in self.root.iterdir() if not (p.name.startswith("study.json") and p.name.endswith(".tmp"))]
+            if others and not self.study_path.exists():
+                raise FeedwiseError(f"results folder {self.root} is not empty and holds no study.json; use another --out")
         if self.study_path.exists():
             old = read_json(self.study_path)
             if old.get("kind") != kind or old.get("config") != config:
@@ -124,8 +130,6 @@ class StudyDir:
                     f"it holds a '{old.get('kind')}' study"
                 raise FeedwiseError(f"results folder {self.root} holds a different study ({diff}); use another --out")
             return old
-        if self.root.exists() and any(self.root.iterdir()):
-            raise FeedwiseError(f"results folder {self.root} is not empty and holds no study.json; use another --out")
         study = {"kind": kind, "config": config, "command": command or [], "machine": machine_info(), **(extra or {})}
         write_json(self.study_path, study)
         return study
