@@ -50,7 +50,9 @@ its own seed under a lock, so threads do not mix their random streams.
 stopped (a killed process) are marked FAIL by Optuna and their folders ``unfinished``. A run
 asks for new trials until ``trials`` of them are finished (COMPLETE or PRUNED) for each batch
 size, counted in the storage across all workers, so re-running never repeats a finished trial.
-With several workers at once the count may overshoot by at most one trial per extra worker.
+With several workers at once the count may overshoot: each worker that starts while trials
+are missing asks for all of them, so by at most ``jobs`` trials per extra worker (one with the
+default ``jobs = 1``).
 """
 
 from __future__ import annotations
