@@ -8,15 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from feedwise.report.plots import figure
-from feedwise.report.plots import save as _save
+from feedwise.report.plots import figure, save
 from feedwise.report.sections import Section, table_html, table_md
 from feedwise.results import StudyDir, read_json
-
-
-def save(fig, path):
-    fig.set_dpi(80)  # small files: these pictures are committed with the benchmarks
-    return _save(fig, path)
 
 
 def _f(v, d=4):
