@@ -48,3 +48,47 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     # every section of the page is in the rendered DOM: two runs, definitions, caveats
     assert len(re.findall(r"<section ", dom)) == 4
     assert dom.count("Training run: mnist1d-mlp") >= 2
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory, data_cache):
+    from feedwise.studies.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    page = run_demo(str(out), threads=1, quick=True)
+    return out, page
+
+
+def test_demo_builds_one_report_of_all_three_studies(quick_demo):
+    out, page = quick_demo
+    text = open(page).read()
+    for kind in ("batch-size", "emphasis", "subset"):
+        assert f"data-kind='{kind}'" in text, kind
+        assert (out / kind / "summary.json").exists()
+    assert text.count("<img") >= 6
+
+
+def test_demo_rerun_resumes_without_training_again(quick_demo):
+    from feedwise.results import StudyDir
+    from feedwise.studies.demo import run_demo
+
+    out, _ = quick_demo
+    before = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
+    run_demo(str(out), threads=1, quick=True)
+    after = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
+    assert before == after
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_demo_report_renders_every_study_and_image_in_chromium(quick_demo, tmp_path):
+    out, page = quick_demo
+    from pathlib import Path
+
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+                          "--dump-dom", Path(page).as_uri()], capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-rendered="ok"' in body, body
+    decoded, total = re.search(r'data-images="(\d+)/(\d+)"', body).groups()
+    assert decoded == total and int(total) >= 6
+    for kind in ("train", "batch-size", "emphasis", "subset"):
+        assert f'data-kind="{kind}"' in dom, kind

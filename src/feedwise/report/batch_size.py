@@ -116,17 +116,29 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         for name, col in REGIME_COLORS.items():
             if name in ("perfect scaling", "diminishing returns", "maximal data parallelism"):
                 ax.scatter([], [], color=col, s=40, label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_axes_or_note(ax, "no batch size reached the target")
     ax.set_xlabel("batch size")
     ax.set_ylabel("steps to reach the target")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _log_axes_or_note(ax, note: str) -> None:
+    """Log-log axes when something positive was plotted; otherwise a note (a log axis of
+    nothing cannot be drawn)."""
+    has_data = any(len(line.get_xdata()) for line in ax.get_lines()) or any(
+        len(c.get_offsets()) for c in ax.collections)
+    if has_data:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
 
 
 def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
@@ -150,13 +162,13 @@ def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path
         grid = [b0 * (bmax / b0) ** (j / 40) for j in range(41)]
         ax.plot(grid, [l0 * b / b0 for b in grid], color="0.5", lw=1, label="linear scaling (lr ∝ B)")
         ax.plot(grid, [l0 * (b / b0) ** 0.5 for b in grid], color="0.5", lw=1, ls="--", label="square-root (lr ∝ √B)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_axes_or_note(ax, "no batch size reached the target: no best learning rate")
     ax.set_xlabel("batch size")
     ax.set_ylabel("best learning rate")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -179,7 +191,8 @@ def plot_noise(summary: dict, path: Path) -> Path:
     ax.set_title(f"gradient noise scale, {summary.get('workload')} (B_small={summary.get('b_small')}, "
                  f"B_big={summary.get('b_big')})", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

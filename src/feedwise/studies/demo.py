@@ -48,8 +48,8 @@ def run_demo(out: str = "runs/demo", threads: int | None = None, device: str = "
 
     # 2. batch-size scaling, tuned (quasi-random search) with exact pruning
     bs_req = BatchSizeRequest(
-        workload=w.name, batch_sizes=[16, 64] if quick else [32, 128, 512, 2048], trials=2 if quick else 4,
-        optimizer="momentum", target=0.45 if quick else None, budget=Budget(max_steps=100 if quick else 2500, ref_batch=128,
+        workload=w.name, batch_sizes=[32, 128] if quick else [32, 128, 512, 2048], trials=2 if quick else 4,
+        optimizer="momentum", target=0.45 if quick else None, budget=Budget(max_steps=200 if quick else 2500, ref_batch=128,
                                             eval_every=25 if quick else 50),
         data=data)
     bs = stage("batch-size", lambda: run_batch_size_study(bs_req, root / "batch-size", threads=threads, device=device))
