@@ -47,7 +47,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def _add_run_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     p.add_argument("--out", required=out_required, help="results folder")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1; see docs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
 
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(s)
     _add_run_args(s)
     s.set_defaults(func=cmd_train)
+    from feedwise.commands.scale_out import add_data_parallel
+
+    add_data_parallel(s)  # feedwise train --data-parallel N
 
     s = sub.add_parser("demo", help="a small but real run of the studies on mnist1d, then the report")
     _add_run_args(s, out_required=False)

@@ -14,6 +14,7 @@ returns a status (for example ``pruned`` from the batch-size study).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Protocol
@@ -30,6 +31,7 @@ from feedwise.feeders import Feeder, UniformFeeder
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "linear", "cosine")
 STATUSES = ("reached", "budget", "diverged", "pruned")
+_INIT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -156,8 +158,13 @@ class Trainer:
         self.data = data if data.x_train.device == self.device else data.to(self.device)
         init_seed = config.init_seed if config.init_seed is not None else derive_seed(config.seed, "init")
         data_seed = config.data_seed if config.data_seed is not None else derive_seed(config.seed, "data")
-        torch.manual_seed(init_seed)
-        self.model = model_fn().to(self.device)
+        # Initialise from the init stream without touching torch's global RNG state, under a lock:
+        # trials that run in parallel threads (the batch-size study's --jobs) must get exactly the
+        # initialisation of a serial run, so no other thread may reseed in between.
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = model_fn()
+        self.model = model.to(self.device)
         self.model.train()
         self.optimizer = make_optimizer(self.model.parameters(), config)
         self.generator = torch.Generator().manual_seed(data_seed)

@@ -37,7 +37,7 @@ DEFINITIONS = [
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em;display:block;overflow-x:auto;max-width:100%} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 img{max-width:100%;display:block;margin:.8em 0;border:1px solid #eee}
 .meta{color:#555;font-size:.9em} .caveat{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.4em 0}
@@ -124,6 +124,7 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
           f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, torch {machine.get('torch', '?')}.", ""]
     toc = []
     body, body_md, caveats = [], [], []
+    shown: set[str] = set()  # a caveat repeated by several sections is printed once
     n = 0
     for d, study, sections in found:
         kind = study.get("kind", "")
@@ -138,12 +139,14 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
                         f"<p class='meta'>Question: {html.escape(q)} Folder: <code>{html.escape(str(d))}</code>"
                         f"{' · workload ' + html.escape(str(workload)) if workload else ''}</p>"
                         f"{s.html}{''.join(_img(p) for p in s.images)}"
-                        + "".join(f"<p class='caveat'>{html.escape(c)}</p>" for c in s.caveats) + "</section>")
+                        + "".join(f"<p class='caveat'>{html.escape(c)}</p>" for c in s.caveats if c not in shown)
+                        + "</section>")
+            shown.update(s.caveats)
             rel = [Path(p).name if Path(p).parent == out else str(p) for p in s.images]
             body_md += [f"## {s.title}", "", f"_Question: {q}_ Folder: `{d}`", "", s.markdown, ""]
             body_md += [f"![{Path(p).stem}]({r})" for p, r in zip(s.images, rel)] + [""]
             body_md += [f"> caveat: {c}" for c in s.caveats] + ([""] if s.caveats else [])
-            caveats += s.caveats
+            caveats += [c for c in s.caveats if c not in caveats]
     if not found or n == 0:
         body.append("<p>No results in these folders yet.</p>")
     h.append("<nav><h2>Contents</h2><ul>" + "".join(toc) + "<li><a href='#definitions'>Definitions</a></li>"

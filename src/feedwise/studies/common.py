@@ -15,11 +15,21 @@ from feedwise.results import TrialDir
 from feedwise.workloads import Workload
 
 
+DEFAULT_THREADS = 1
+
+
 def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads explicitly (default: all cores) and return the number."""
-    n = threads or os.cpu_count() or 1
+    """Set torch's intra-op threads explicitly and return the number.
+
+    The default is one thread: the workloads here are small, and on a shared machine a process
+    with 2 threads ran up to 115x slower per step than with 1 while other jobs held the cores
+    (benchmarks/results/scale_out_mnist1d.json, ``threads_oversubscription``). Ask for more
+    with ``--threads`` on an idle machine or for the CNN workloads."""
+    n = DEFAULT_THREADS if threads is None else int(threads)
     if n <= 0:
-        n = 1
+        from feedwise.errors import FeedwiseError
+        raise FeedwiseError(f"--threads must be positive, got {threads}")
+    n = min(n, os.cpu_count() or n)
     torch.set_num_threads(n)
     return n
 

@@ -48,11 +48,13 @@ def run_demo(out: str = "runs/demo", threads: int | None = None, device: str = "
 
     # 2. batch-size scaling, tuned (quasi-random search) with exact pruning
     bs_req = BatchSizeRequest(
-        workload=w.name, batch_sizes=[32, 128] if quick else [32, 128, 512, 2048], trials=2 if quick else 4,
-        optimizer="momentum", target=0.45 if quick else None, budget=Budget(max_steps=200 if quick else 2500, ref_batch=128,
+        workload=w.name, batch_sizes=[32, 128] if quick else [64, 256, 1024], trials=2 if quick else 4,
+        optimizer="momentum", target=0.45 if quick else None, budget=Budget(max_steps=200 if quick else 1500, ref_batch=128,
                                             eval_every=25 if quick else 50),
         data=data)
-    bs = stage("batch-size", lambda: run_batch_size_study(bs_req, root / "batch-size", threads=threads, device=device))
+    # the trials of a batch size run together so that exact pruning stops the rest once one reaches the target
+    bs = stage("batch-size", lambda: run_batch_size_study(bs_req, root / "batch-size", threads=threads, device=device,
+                                                          jobs=bs_req.trials))
     say(f"  batch-size: steps-to-result by batch size: "
         + ", ".join(f"{b['batch_size']}: {b['steps_to_result']}" for b in bs.get("batch_sizes", [])))
 
