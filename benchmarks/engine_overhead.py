@@ -137,7 +137,7 @@ def main():
     ap.add_argument("--batch-sizes", default="32,128,1024")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--chunk", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (feedwise's default is 1)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
