@@ -98,10 +98,24 @@ def test_observe_receives_true_class_probabilities(tiny):
         def observe(self, indices, probs):
             seen.append((indices.clone(), probs.clone()))
 
+    class Reference(UniformFeeder):  # the same run, with the model's probabilities taken by hand
+        def next_batch(self, bs):
+            idx, w = super().next_batch(bs)
+            with torch.no_grad():
+                ref.append(torch.softmax(trainer_ref[0].model(tiny.x_train[idx]), 1)
+                           .gather(1, tiny.y_train[idx][:, None]).squeeze(1))
+            return idx, w
+
+    ref, trainer_ref = [], []
+    from feedwise.engine import Trainer
+    trainer_ref.append(Trainer(tiny, W.model_fn(tiny), _cfg(max_steps=3, eval_every=3), feeder=Reference()))
+    trainer_ref[0].run()
     _, t = train(tiny, W.model_fn(tiny), _cfg(max_steps=3, eval_every=3), feeder=Spy())
     assert len(seen) == 3
     idx, p = seen[-1]
     assert idx.shape == p.shape == (32,) and ((p > 0) & (p < 1)).all()
+    for (_, p), r in zip(seen, ref):  # the label's softmax probability, before the step
+        assert torch.allclose(p, r, rtol=1e-5, atol=1e-7)
 
 
 def test_weights_from_the_feeder_scale_the_loss(tiny):

@@ -194,18 +194,19 @@ class Trainer:
             idx, w = feeder.next_batch(bs)
             xb, yb = x[idx], y[idx]
             out = model(xb)
-            if w is None:
+            if w is None and not observe:
                 loss = F.cross_entropy(out, yb)
             else:
-                loss = (F.cross_entropy(out, yb, reduction="none") * w).mean()
+                # per-example losses serve the weights and the observations: exp(-CE) is the
+                # predicted probability of the label, so no second softmax is needed
+                per = F.cross_entropy(out, yb, reduction="none")
+                loss = per.mean() if w is None else (per * w).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach()
             if observe:
-                with torch.no_grad():
-                    p = torch.softmax(out.detach().float(), dim=1).gather(1, yb[:, None]).squeeze(1)
-                feeder.observe(idx, p)
+                feeder.observe(idx, torch.exp(-per.detach().float()))
             self.step += 1
         self.examples += n * bs
         self._loss_steps += n
