@@ -79,6 +79,11 @@ register(Workload(
     "cifar10-resnet-8", "cifar10", "resnet-8", target=0.30, max_steps=30000, eval_every=500, batch_size=128,
     lr=0.05, description="CIFAR-10 python batches (--data-dir), ResNet-8; target 0.30",
 ))
+register(Workload(
+    "npz-mlp", "npz", "mlp", target=0.0, max_steps=2000, eval_every=100, batch_size=128, lr=0.05,
+    model_options={"widths": (256, 256)}, val_size=0.1,
+    description="your own .npz (--data-dir file.npz with x, y[, x_test, y_test]), MLP on flattened inputs",
+))
 
 
 def get_workload(name: str) -> Workload:

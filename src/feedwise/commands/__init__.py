@@ -11,4 +11,5 @@ COMMAND_MODULES = [
     "feedwise.commands.subset",       # subset
     "feedwise.commands.scale_out",    # data-parallel runs
     "feedwise.commands.report",       # report
+    "feedwise.commands.flag",         # flag
 ]

@@ -13,6 +13,7 @@ SECTION_MODULES = {
     "emphasis": "feedwise.report.emphasis",
     "subset": "feedwise.report.subset",
     "scale-out": "feedwise.report.scale_out",
+    "flag": "feedwise.report.flag",
 }
 
 
