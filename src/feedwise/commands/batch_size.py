@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="trials of a batch size run at once in this process (threads); the first to reach the "
                         "target prunes the others at once")
+    p.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                   help="train every trial with synchronous DDP on N local processes (torch.distributed, gloo on "
+                        "CPU) and report time-to-result per batch size; N is part of the study (default 1)")
     _add_data_args(p)
     _add_run_args(p)
     p.set_defaults(func=cmd_batch_size)
@@ -90,16 +93,20 @@ def cmd_batch_size(a) -> int:
         raise FeedwiseError("--max-steps, --eval-every, --min-eval-every must be positive and --ref-batch >= 0")
     space = load_space_file(a.space) if a.space else None
     req = BatchSizeRequest(workload=a.workload, batch_sizes=a.batch_sizes, trials=a.trials, optimizer=a.optimizer,
-                           target=a.target, budget=budget, seed=a.seed, space=space, data=_data_options(a))
+                           target=a.target, budget=budget, seed=a.seed, space=space, data=_data_options(a),
+                           data_parallel=a.data_parallel)
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
                              command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs)
-    print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9}  trials by status")
+    print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9} {'s/step':>8} {'ttr_s':>7}  "
+          f"trials by status   (world size {s.get('world_size', 1)})")
     for e in s["batch_sizes"]:
         st = e["steps_to_result"]
         lr = f"{e['best_lr']:.3g}" if e["best_lr"] is not None else "-"
         el = f"{e['best_effective_lr']:.3g}" if e["best_effective_lr"] is not None else "-"
-        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {e['regime']:26} {lr:>9} {el:>9}  "
-              f"{e['trials_by_status']}")
+        sps = f"{e['s_per_step']:.4f}" if e.get("s_per_step") is not None else "-"
+        ttr = f"{e['time_to_result_s']:.2f}" if e.get("time_to_result_s") is not None else "-"
+        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {e['regime']:26} {lr:>9} {el:>9} "
+              f"{sps:>8} {ttr:>7}  {e['trials_by_status']}")
     pr = s["pruning"]
     if pr["fraction_saved"] is not None:
         print(f"examples processed {pr['examples_processed']:,} of {pr['examples_unpruned']:,} unpruned "

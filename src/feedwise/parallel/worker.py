@@ -60,6 +60,8 @@ class WorkerSpec:
     record: dict = field(default_factory=dict)   # extra fields for trial.json
     record_step_loss: bool = False      # keep the training loss of every step (global batch mean)
     measure_model: bool = True          # sync: after training, measure all-reduce times and compute per local batch
+    stop_rule: object | None = None     # picklable callable(step, row) -> status | None, called on rank 0 after
+                                        # each evaluation that did not stop the run (e.g. exact pruning)
 
     @property
     def resolved_backend(self) -> str:
@@ -272,8 +274,11 @@ def _train(rank: int, spec: WorkerSpec, device: torch.device, data, shared_model
             if cfg.target is not None and steps_to_result is None and val_err < cfg.target:
                 steps_to_result, time_to_result = step, wall_s
                 flag = 1 if cfg.stop_at_target else 0
-        if _broadcast_flag(flag, world, device):
-            status = "reached"
+            if not flag and spec.stop_rule is not None and step < budget and spec.stop_rule(step, row):
+                flag = 2
+        flag = _broadcast_flag(flag, world, device)
+        if flag:
+            status = "reached" if flag == 1 else "pruned"
     if status is None:
         status = "reached" if steps_to_result is not None else "budget"
     losses = None

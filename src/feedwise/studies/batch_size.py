@@ -53,6 +53,19 @@ size, counted in the storage across all workers, so re-running never repeats a f
 With several workers at once the count may overshoot: each worker that starts while trials
 are missing asks for all of them, so by at most ``jobs`` trials per extra worker (one with the
 default ``jobs = 1``).
+
+**Data parallelism** (``data_parallel = N > 1``, ``feedwise batch-size --data-parallel N``):
+each trial is trained by synchronous DDP on N local processes
+(:func:`feedwise.parallel.run.run_parallel`, gloo on CPU, 1 torch thread per worker by
+default) instead of the single-process engine, into the same trial folder layout (its
+``trial.json`` adds ``world_size``, ``backend``, ``compute_s``, ``comm_s``,
+``time_to_result_s``). Same seeds, same global batch: the same maths. Exact pruning works the
+same way, through the worker's ``stop_rule`` (:class:`StoragePruner`, which reads the best from
+the storage on rank 0). N is part of the study config: a different N on the same folder is
+refused. ``summary.json`` gives, per batch size, ``world_size``, ``s_per_step`` (median over
+the batch size's trials of ``wall_s / steps_run``, training time only), ``time_to_result_s``
+(training seconds of the best trial up to its steps-to-result, from its measurements) and
+``time_to_result_model_s = steps_to_result * s_per_step``.
 """
 
 from __future__ import annotations
@@ -190,6 +203,7 @@ class BatchSizeRequest:
     seed: int = 0
     space: dict | None = None            # overrides of the workload's defaults
     data: DataOptions = field(default_factory=DataOptions)
+    data_parallel: int = 1               # > 1: every trial is synchronous DDP on this many local processes
 
     def resolved(self) -> tuple["BatchSizeRequest", dict, float, Budget]:
         w = get_workload(self.workload)
@@ -197,6 +211,11 @@ class BatchSizeRequest:
             raise FeedwiseError("give at least one batch size")
         if any(b <= 0 for b in self.batch_sizes):
             raise FeedwiseError(f"batch sizes must be positive, got {self.batch_sizes}")
+        if int(self.data_parallel) < 1:
+            raise FeedwiseError(f"--data-parallel must be at least 1, got {self.data_parallel}")
+        if self.data_parallel > 1 and any(b < self.data_parallel for b in self.batch_sizes):
+            raise FeedwiseError(f"every batch size must be at least --data-parallel {self.data_parallel} "
+                                f"(one example per worker), got {self.batch_sizes}")
         if self.trials <= 0:
             raise FeedwiseError(f"--trials must be positive, got {self.trials}")
         if self.optimizer not in ("sgd", "momentum", "nesterov", "adam"):
@@ -374,11 +393,37 @@ class ExactPruner:
         return None
 
 
+class StoragePruner:
+    """Exact pruning for data-parallel trials: the worker's ``stop_rule`` (rank 0, after each
+    evaluation). Picklable: it opens the storage by URL in the process that calls it."""
+
+    def __init__(self, url: str, study: str, eval_every: int, refresh_s: float = 0.5):
+        self.url, self.study_name, self.eval_every, self.refresh_s = url, study, eval_every, refresh_s
+        self._study, self.best, self._t = None, None, -math.inf
+
+    def __getstate__(self):
+        return {**self.__dict__, "_study": None, "best": None, "_t": -math.inf}
+
+    def __call__(self, step: int, row: dict) -> str | None:
+        now = time.monotonic()
+        if now - self._t >= self.refresh_s:
+            if self._study is None:
+                import optuna
+
+                optuna.logging.set_verbosity(optuna.logging.ERROR)
+                self._study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.url))
+            self.best, self._t = best_steps(self._study), now
+        return "pruned" if scaling.should_prune(step, self.eval_every, self.best) else None
+
+
 # ---------------------------------------------------------------------------------- the study
 def study_config(req: BatchSizeRequest, space: dict, target: float, budget: Budget) -> dict:
     """What defines the results (batch sizes and trial counts may grow on a resume)."""
-    return {"workload": req.workload, "optimizer": req.optimizer, "target": target, "budget": asdict(budget),
-            "space": space, "seed": req.seed, "data": asdict(req.data), "schedule": "linear"}
+    cfg = {"workload": req.workload, "optimizer": req.optimizer, "target": target, "budget": asdict(budget),
+           "space": space, "seed": req.seed, "data": asdict(req.data), "schedule": "linear"}
+    if req.data_parallel > 1:   # absent for one process: studies written before the option resume unchanged
+        cfg["data_parallel"] = int(req.data_parallel)
+    return cfg
 
 
 def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | None = None,
@@ -392,6 +437,10 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     req, space, target, budget = req.resolved()
     if jobs < 1:
         raise FeedwiseError(f"--jobs must be at least 1, got {jobs}")
+    world = int(req.data_parallel)
+    if world > 1 and jobs > 1:
+        raise FeedwiseError("--jobs > 1 cannot be combined with --data-parallel (each trial already uses "
+                            f"{world} processes)")
     workload = get_workload(req.workload)
     sd = StudyDir(out)
     n_threads = set_threads(threads)
@@ -403,7 +452,8 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     url = storage or f"sqlite:///{Path(out).resolve() / 'study.db'}"
     sd.open(KIND, study_config(req, space, target, budget), command=command,
             extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
-                   "storage": _redact(url)})
+                   "storage": _redact(url), "world_size": world,
+                   "threads_per_worker": n_threads if world > 1 else None})
     store = open_storage(url, heartbeat)
     batch_sizes = sorted(set(int(b) for b in req.batch_sizes))
     model_fn = workload.model_fn(data)
@@ -428,6 +478,10 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                           "optuna": {"study": study.study_name, "number": trial.number, "trial_id": trial._trial_id},
                           "data": asdict(req.data), "worker": {"host": socket.gethostname(), "pid": os.getpid()},
                           "jobs": jobs}
+                if world > 1:
+                    result = _run_parallel_trial(sd.trial(tid), req, cfg, record, world, n_threads, dev, data, url,
+                                                 study.study_name)
+                    return _objective_value(trial, result, bar, inner)
                 task = bar.add_task(f"  trial {tid}", total=cfg.budget_steps())
                 try:
                     result, _ = run_trial(sd.trial(tid), workload, data, cfg, UniformFeeder(), device=dev,
@@ -436,14 +490,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                                           model_fn=_seeded(model_fn, derive_seed(seed, "init")))
                 finally:
                     bar.remove_task(task)
-                for k, v in (("status", result.status), ("examples", result.examples), ("steps_run", result.steps_run)):
-                    trial.set_user_attr(k, v)
-                bar.advance(inner)
-                if result.status == "reached":
-                    return float(result.steps_to_result)
-                if result.status == "budget":
-                    return math.inf
-                raise optuna.TrialPruned(result.status)
+                return _objective_value(trial, result, bar, inner)
 
             while (done := _finished_count(study)) < req.trials:
                 n = req.trials - done
@@ -460,6 +507,33 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     summary = summarize(sd)
     sd.write_summary(summary)
     return summary
+
+
+def _objective_value(trial, result, bar, inner) -> float:
+    """Optuna's value of a finished trial (``result``: a TrainResult or a data-parallel record)."""
+    import optuna
+
+    get = (lambda k: result[k]) if isinstance(result, dict) else (lambda k: getattr(result, k))
+    for k in ("status", "examples", "steps_run"):
+        trial.set_user_attr(k, get(k))
+    bar.advance(inner)
+    if get("status") == "reached":
+        return float(get("steps_to_result"))
+    if get("status") == "budget":
+        return math.inf
+    raise optuna.TrialPruned(get("status"))
+
+
+def _run_parallel_trial(td, req: BatchSizeRequest, cfg: TrainConfig, record: dict, world: int, threads: int,
+                        dev, data, url: str, study: str) -> dict:
+    """One trial as synchronous DDP on ``world`` local processes (the scale-out worker loop)."""
+    from feedwise.parallel.run import run_parallel
+    from feedwise.parallel.worker import WorkerSpec
+
+    spec = WorkerSpec(req.workload, cfg, mode="sync", world_size=world, threads_per_worker=threads,
+                      data=asdict(req.data), device=dev.type, trial_path=str(td.path), record=record,
+                      measure_model=False, stop_rule=StoragePruner(url, study, cfg.eval_every))
+    return run_parallel(spec, data=data)
 
 
 def _mark_failed(study, sd: StudyDir) -> None:
@@ -490,6 +564,7 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     target, optimizer = cfg["target"], cfg["optimizer"]
     per: dict[int, dict] = {}
     records = []
+    times: dict[str, float | None] = {}
     for td in sd.trials():
         rec = td.read()
         b = int(rec.get("batch_size") or rec["hparams"]["batch_size"])
@@ -497,13 +572,17 @@ def summarize(sd: StudyDir | str | Path) -> dict:
         s = scaling.first_step_below(rows, target)
         if rec.get("examples") is None:  # running or killed: what its measurements show
             rec = {**rec, "examples": _examples_from_rows(rows)}
+        times[td.id] = _wall_at(rows, s)
         records.append((b, td.id, rec, s))
+    world = int(cfg.get("data_parallel", 1))
     for b, tid, rec, s in records:
         e = per.setdefault(b, {"batch_size": b, "steps_to_result": None, "best_trial": None, "best_hparams": None,
                                "best_lr": None, "best_momentum": None, "best_effective_lr": None,
                                "trials": 0, "trials_by_status": {}, "examples_processed": 0,
                                "examples_unpruned": 0, "budget_steps": None, "eval_every": None})
         status = rec.get("status", "running")
+        if status in FINISHED and rec.get("wall_s") is not None and rec.get("steps_run"):
+            e.setdefault("_sps", []).append(float(rec["wall_s"]) / int(rec["steps_run"]))
         e["trials"] += 1
         e["trials_by_status"][status] = e["trials_by_status"].get(status, 0) + 1
         examples = int(rec["examples"])
@@ -531,12 +610,38 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     for b, e in per.items():
         e["regime"] = reg["by_batch_size"].get(b)
         e["examples_to_result"] = e["steps_to_result"] * b if e["steps_to_result"] is not None else None
+        sps = sorted(e.pop("_sps", []))
+        e["world_size"] = world
+        e["s_per_step"] = _median(sps)
+        e["time_to_result_s"] = times.get(e["best_trial"]) if e["best_trial"] is not None else None
+        e["time_to_result_model_s"] = (e["steps_to_result"] * e["s_per_step"]
+                                       if e["steps_to_result"] is not None and e["s_per_step"] is not None else None)
     return {"kind": KIND, "workload": cfg["workload"], "optimizer": optimizer, "target": target,
+            "world_size": world,
             "batch_sizes": [per[b] for b in sorted(per)],
             "curve": {str(b): s for b, s in curve.items()},
             "regimes": reg, "knee": knee, "pruning": savings,
             "definition": "steps_to_result(B) = min over trials of B of the first eval step with val_error < target",
-            "effective_lr": "lr / (1 - momentum) for momentum and nesterov, lr for sgd and adam"}
+            "effective_lr": "lr / (1 - momentum) for momentum and nesterov, lr for sgd and adam",
+            "time": "s_per_step = median over a batch size's finished trials of wall_s / steps_run (training time, "
+                    "evaluation excluded); time_to_result_s = the best trial's training seconds up to its "
+                    "steps-to-result; time_to_result_model_s = steps_to_result * s_per_step"}
+
+
+def _wall_at(rows: list[dict], step: int | None) -> float | None:
+    if step is None:
+        return None
+    for r in rows:
+        if int(float(r["step"])) == step and r.get("wall_s") not in (None, ""):
+            return float(r["wall_s"])
+    return None
+
+
+def _median(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def _examples_from_rows(rows: list[dict]) -> int:
