@@ -6,6 +6,7 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
+from feedwise.report.batch_size import build_overlay, build_sections
 from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study, summarize
 from feedwise.studies.train import DataOptions
 
@@ -48,6 +49,14 @@ def test_two_worker_study_matches_one_process(tmp_path, data_cache):
     assert e2["s_per_step"] == pytest.approx(fin[1])
     assert e2["time_to_result_model_s"] == pytest.approx(e2["steps_to_result"] * e2["s_per_step"])
     assert summarize(tmp_path / "w2")["batch_sizes"][0]["time_to_result_s"] == e2["time_to_result_s"]
+    # report: a wall-clock panel per study, and the world sizes overlaid
+    secs = build_sections(tmp_path / "w2", tmp_path / "assets")
+    assert [p.name for p in secs[0].images][-1] == "w2_time.png" and secs[0].images[-1].stat().st_size > 1000
+    assert "2 synchronous data-parallel workers" in secs[0].markdown
+    assert f"| w2 | 2 | 64 | {e2['steps_to_result']} |" in secs[0].markdown
+    over = build_overlay([tmp_path / "w1", tmp_path / "w2"], tmp_path / "assets")
+    assert over[0].images[-1].name == "overlay_time.png" and over[0].images[-1].exists()
+    assert "| w1 (N=1) | 1 | 64 |" in over[0].markdown and "| w2 (N=2) | 2 | 64 |" in over[0].markdown
     # resuming the 2-worker study re-runs nothing
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w2" / "trials").glob("*/trial.json")}
     run_batch_size_study(_req(2), tmp_path / "w2", threads=1, device="cpu")

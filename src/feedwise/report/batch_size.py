@@ -175,6 +175,66 @@ def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path
     return path
 
 
+def has_time(summary: dict) -> bool:
+    """Whether the summary carries measured seconds per step (studies since --data-parallel)."""
+    return any(e.get("s_per_step") is not None for e in summary.get("batch_sizes", []))
+
+
+def world_size(summary: dict) -> int:
+    return int(summary.get("world_size") or 1)
+
+
+def plot_time(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
+    """Wall-clock panel: measured seconds per step (left) and time to result (right) vs batch
+    size, one curve per study (world size). Lines: steps-to-result x median seconds per step;
+    crosses: the best trial's own training seconds up to its steps-to-result."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, summary) in enumerate(curves):
+        c = colors[i % len(colors)]
+        sp = [e for e in summary["batch_sizes"] if e.get("s_per_step") is not None]
+        if sp:
+            a1.plot([e["batch_size"] for e in sp], [e["s_per_step"] for e in sp], "o-", color=c, label=label)
+        tm = [e for e in summary["batch_sizes"] if e.get("time_to_result_model_s") is not None]
+        if tm:
+            a2.plot([e["batch_size"] for e in tm], [e["time_to_result_model_s"] for e in tm], "o-", color=c,
+                    label=f"{label}: steps to result x s/step")
+        me = [e for e in summary["batch_sizes"] if e.get("time_to_result_s") is not None]
+        if me:
+            a2.scatter([e["batch_size"] for e in me], [e["time_to_result_s"] for e in me], marker="x", s=45,
+                       color=c, zorder=3, label=f"{label}: best trial, measured")
+    _log_axes_or_note(a1, "no seconds per step recorded")
+    _log_axes_or_note(a2, "no batch size reached the target")
+    a1.set_xlabel("batch size")
+    a1.set_ylabel("training seconds per step (median over trials)")
+    a2.set_xlabel("batch size")
+    a2.set_ylabel("time to reach the target (s, training only)")
+    a1.set_title("seconds per step", fontsize=10)
+    a2.set_title(title or "time to result", fontsize=10)
+    for ax in (a1, a2):
+        ax.grid(True, which="both", alpha=0.25)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _time_table(sums: list[tuple[str, dict]]) -> tuple[list, list]:
+    header = ["study", "world size", "batch size", "steps to result", "s per step", "time to result (model) s",
+              "time to result (best trial) s"]
+    rows = [[label, world_size(s), e["batch_size"], e["steps_to_result"], e.get("s_per_step"),
+             e.get("time_to_result_model_s"), e.get("time_to_result_s")]
+            for label, s in sums for e in s["batch_sizes"]]
+    return header, rows
+
+
+TIME_CAVEAT = ("Wall-clock numbers are training time only (evaluations excluded), measured on a shared machine: "
+               "seconds per step are medians over each batch size's trials, and the best trial's own time is "
+               "one noisy sample.")
+
+
 def plot_noise(summary: dict, path: Path) -> Path:
     series = summary.get("series") or []
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -247,6 +307,17 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
                     noise=noise, title=f"{s['workload']} {s['optimizer']}: steps to val error < {s['target']}")
     p2 = plot_lr([(s["optimizer"], s)], assets / f"{tag}_lr.png", title=f"{s['workload']}: best learning rate")
     images += [p1, p2]
+    time_md = time_html = ""
+    if has_time(s):
+        n = world_size(s)
+        images.append(plot_time([(f"{n} worker{'s' if n > 1 else ''}", s)], assets / f"{tag}_time.png",
+                                title=f"{s['workload']}: time to val error < {s['target']}"))
+        th, tr = _time_table([(tag, s)])
+        what = (f"Wall clock: {n} synchronous data-parallel workers (DDP)" if n > 1 else "Wall clock: one process")
+        text = (f"{what}; time to result = steps to result x measured seconds per step (median over the batch "
+                f"size's trials), next to the best trial's own measured training time.")
+        time_md = "\n\n" + text + "\n\n" + table_md(th, tr)
+        time_html = f"<p>{text}</p>" + table_html(th, tr)
     trials = {e["batch_size"]: e["trials"] for e in s["batch_sizes"]}
     caveats = [f"{min(trials.values(), default=0)}-{max(trials.values(), default=0)} quasi-random trials per batch "
                f"size, one seed each: the best-of-trials curve is itself noisy, and small trial counts bias "
@@ -257,8 +328,10 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
                "with the search space given up front)."]
     if any(e["steps_to_result"] is None for e in s["batch_sizes"]):
         caveats.append("Some batch sizes never reached the target within their budget (null).")
-    md = "\n\n".join(lines) + "\n\n" + table_md(header, rows)
-    html = "".join(f"<p>{_md_bold(x)}</p>" for x in lines) + table_html(header, rows)
+    if time_md:
+        caveats.append(TIME_CAVEAT)
+    md = "\n\n".join(lines) + "\n\n" + table_md(header, rows) + time_md
+    html = "".join(f"<p>{_md_bold(x)}</p>" for x in lines) + table_html(header, rows) + time_html
     return Section(title=f"Batch-size scaling: {s['workload']}, {s['optimizer']}", html=html, markdown=md,
                    images=images, kind="batch-size", caveats=caveats)
 
@@ -329,7 +402,17 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
             "the further that optimizer scales.")
     md = text + "\n\n" + table_md(header, rows) + "\n\n" + table_md(header2, rows2)
     html = f"<p>{text}</p>" + table_html(header, rows) + table_html(header2, rows2)
-    return [Section(title=f"Batch-size scaling by optimizer: {workload}", html=html, markdown=md, images=[p1, p2],
-                    kind="batch-size",
-                    caveats=["Optimizers with more metaparameters get the same number of trials per batch size, "
-                             "so they are tuned less densely."])]
+    images = [p1, p2]
+    caveats = ["Optimizers with more metaparameters get the same number of trials per batch size, "
+               "so they are tuned less densely."]
+    timed = [(f"{d.name} (N={world_size(s)})", s) for d, s in sums if has_time(s)]
+    if timed:
+        images.append(plot_time(timed, assets / "overlay_time.png", title=f"{workload}: time to result by world size"))
+        th, tr = _time_table(timed)
+        t2 = ("Wall clock per study (world size N = synchronous data-parallel workers): time to result = steps to "
+              "result x measured seconds per step.")
+        md += "\n\n" + t2 + "\n\n" + table_md(th, tr)
+        html += f"<p>{t2}</p>" + table_html(th, tr)
+        caveats.append(TIME_CAVEAT)
+    return [Section(title=f"Batch-size scaling by optimizer: {workload}", html=html, markdown=md, images=images,
+                    kind="batch-size", caveats=caveats)]
