@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--initial-fraction", type=float, default=None,
                    help="build-up: random seed set (default: half the smallest fraction)")
     p.add_argument("--selection-seed", type=int, default=0, help="seed of random subsets and tie-breaks")
+    p.add_argument("--keep", default="hardest", choices=["hardest", "easiest", "auto"],
+                   help="difficulty-aware selection (Sorscher et al. 2022): keep the highest scores (hardest), the "
+                        "lowest (easiest), or auto: easiest when the fraction is below 0.5, hardest otherwise")
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="break-even: allowed mean test-error excess of a subset over full data")
     _add_data_args(p)
@@ -62,7 +65,7 @@ def request_from_args(a):
         batch_size=a.batch_size, lr=a.lr, target_steps=a.target_steps, acq_steps=a.acq_steps,
         acq_widths=_list(a.acq_widths, int, "width") if a.acq_widths else None,
         target_widths=_list(a.target_widths, int, "width") if a.target_widths else None,
-        initial_fraction=a.initial_fraction, selection_seed=a.selection_seed, tolerance=a.tolerance,
+        initial_fraction=a.initial_fraction, selection_seed=a.selection_seed, tolerance=a.tolerance, keep=a.keep,
         data=_data_options(a))
 
 

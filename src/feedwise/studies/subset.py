@@ -53,7 +53,7 @@ from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.train import DataOptions
 from feedwise.subset.ensemble import EnsembleSpec, train_ensemble
 from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer, get_acquisition
-from feedwise.subset.select import (BALANCES, check_fraction, class_composition, jaccard, select_random, select_top,
+from feedwise.subset.select import (BALANCES, KEEP_RULE, KEEPS, difficulty_scores, resolve_keep, check_fraction, class_composition, jaccard, select_random, select_top,
                                     subset_size)
 from feedwise.workloads import Workload, get_workload
 
@@ -87,6 +87,7 @@ class SubsetRequest:
     initial_fraction: float | None = None  # build-up seed set (default: half the smallest fraction)
     selection_seed: int = 0              # random subsets and tie-breaks
     tolerance: float = 0.01              # break-even: allowed test-error excess over full data (absolute)
+    keep: str = "hardest"                # hardest | easiest | auto (Sorscher et al. 2022; see subset.select)
     data: DataOptions = field(default_factory=DataOptions)
 
     def validate(self) -> None:
@@ -117,6 +118,8 @@ class SubsetRequest:
             check_fraction(self.initial_fraction)
             if self.initial_fraction >= self.fractions[0]:
                 raise FeedwiseError("--initial-fraction must be smaller than the smallest fraction")
+        if self.keep not in KEEPS:
+            raise FeedwiseError(f"unknown --keep '{self.keep}' (known: {', '.join(KEEPS)})")
         if not (self.tolerance >= 0):
             raise FeedwiseError(f"--tolerance must be >= 0, got {self.tolerance}")
         for name, v in (("--target-steps", self.target_steps), ("--acq-steps", self.acq_steps)):
@@ -177,7 +180,8 @@ class SubsetStudy:
                 "budgets": r.budgets, "batch_size": self.bs, "lr": self.lr, "target_steps": self.target_steps,
                 "acq_steps": self.acq_steps, "acq_widths": r.acq_widths, "target_widths": r.target_widths,
                 "initial_fraction": r.initial_fraction, "selection_seed": r.selection_seed,
-                "tolerance": r.tolerance, "data": asdict(r.data)}
+                "tolerance": r.tolerance, "data": asdict(r.data),
+                **({} if r.keep == "hardest" else {"keep": r.keep})}   # absent = hardest: older studies resume
 
     # ------------------------------------------------------------------ plumbing
     def _model_fn(self, data: Dataset, widths):
@@ -276,12 +280,12 @@ class SubsetStudy:
             all_idx = np.arange(n)
             scorer = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", 1000, bar)
             for a, f, b in todo:
-                scores = scorer.scores(a)
+                scores = difficulty_scores(scorer.scores(a), r.keep, f)
                 sel = select_top(scores, subset_size(f, n), seed=seed, labels=self.labels, balance=b,
                                  num_classes=self.data.num_classes)
                 self._save_subset(subset_name(a, f, b), sel.indices,
                                   {"acquisition": a, "fraction": f, "balance": b, "seed": seed,
-                                   "tie_filled": sel.tie_filled, "tied_at_cutoff": sel.tied_at_cutoff,
+                                   "keep": resolve_keep(r.keep, f), "tie_filled": sel.tie_filled, "tied_at_cutoff": sel.tied_at_cutoff,
                                    "ensemble": ["oneshot"]})
             return
         # build-up
@@ -303,12 +307,12 @@ class SubsetStudy:
                     ens_id = f"{a}-{b}-r{rnd}"
                     scorer = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", 1000 + 100 * rnd, bar)
                     full_scores = np.full(n, -np.inf)
-                    full_scores[pool] = scorer.scores(a)
+                    full_scores[pool] = difficulty_scores(scorer.scores(a), r.keep, f)
                     sel = select_top(full_scores, subset_size(f, n), seed=seed + rnd, labels=self.labels,
                                      balance=b, exclude=cur, num_classes=self.data.num_classes)
                     ensembles = ensembles + [ens_id]
                     self._save_subset(name, sel.indices, {"acquisition": a, "fraction": f, "balance": b,
-                                                          "seed": seed + rnd, "tie_filled": sel.tie_filled,
+                                                          "keep": resolve_keep(r.keep, f), "seed": seed + rnd, "tie_filled": sel.tie_filled,
                                                           "tied_at_cutoff": sel.tied_at_cutoff,
                                                           "initial_size": int(max(self.bs, subset_size(f0, n))),
                                                           "ensemble": ensembles})
@@ -500,6 +504,7 @@ def summarize(root: str | Path) -> dict:
         "kind": "subset", "workload": cfg["workload"], "schedule": cfg["schedule"], "ensemble": cfg["ensemble"],
         "acquisitions": acqs, "fractions": cfg["fractions"], "balances": cfg["balances"], "budgets": cfg["budgets"],
         "seeds": list(range(cfg["seeds"])), "tolerance": tol, "break_even_rule": BREAK_EVEN_RULE,
+        "keep": cfg.get("keep", "hardest"), "keep_rule": KEEP_RULE,
         "budget_rules": {"steps": f"every subset trained for the full-data budget ({cfg['target_steps']} steps)",
                          "epochs": "as many epochs as full-data training: ceil(steps * size / N) steps"},
         "pool_size": read_json(study.study_path).get("dataset", {}).get("num_train"),

@@ -4,6 +4,14 @@ Sizes are exact: ``subset_size(f, N) = round(f·N)`` (Python's round, at least 1
 are returned sorted and unique. When the cut-off falls inside a group of equal scores (as
 happens with discrete scores such as variation ratio), the group is broken at random with
 a recorded seed and the number of examples filled that way is reported.
+
+Difficulty-aware selection after Sorscher et al. 2022 ("Beyond neural scaling laws"): the
+acquisition scores are difficulties (higher = harder / more uncertain). ``keep='hardest'``
+keeps the top of the scores (the default, what the study always did), ``keep='easiest'`` the
+bottom, and ``keep='auto'`` lets the kept fraction decide, as the paper's theory prescribes
+(keep easy examples when data is scarce, hard ones when it is abundant): easiest when the
+fraction is below :data:`AUTO_SPLIT` = 0.5, hardest at 0.5 and above. 0.5 is our choice —
+the paper derives the switch point from the ratio of data to parameters, not a constant.
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ import numpy as np
 from feedwise.errors import FeedwiseError
 
 BALANCES = ("none", "class")
+KEEPS = ("hardest", "easiest", "auto")
+AUTO_SPLIT = 0.5   # keep='auto': easiest below this kept fraction, hardest at or above it
+KEEP_RULE = (f"keep=auto keeps the easiest examples (lowest difficulty score) when the kept fraction is below "
+             f"{AUTO_SPLIT}, the hardest at or above it (after Sorscher et al. 2022); hardest/easiest are fixed")
 
 
 def check_fraction(f: float) -> float:
@@ -29,6 +41,26 @@ def check_fraction(f: float) -> float:
 
 def subset_size(fraction: float, n: int) -> int:
     return max(1, min(n, int(round(check_fraction(fraction) * n))))
+
+
+def resolve_keep(keep: str, fraction: float) -> str:
+    """'hardest' or 'easiest' for ``keep`` at kept ``fraction`` (see :data:`KEEP_RULE`)."""
+    if keep not in KEEPS:
+        raise FeedwiseError(f"unknown keep '{keep}' (known: {', '.join(KEEPS)})")
+    if keep == "auto":
+        return "easiest" if check_fraction(fraction) < AUTO_SPLIT else "hardest"
+    return keep
+
+
+def difficulty_scores(scores: np.ndarray, keep: str, fraction: float) -> np.ndarray:
+    """Scores oriented so that the top is what ``keep`` keeps: the difficulty itself for 'hardest',
+    its negation for 'easiest'. Entries at −inf (outside the pool) stay −inf."""
+    s = np.asarray(scores, dtype=np.float64)
+    if resolve_keep(keep, fraction) == "hardest":
+        return s
+    out = -s
+    out[np.isneginf(s)] = -np.inf
+    return out
 
 
 @dataclass
