@@ -47,6 +47,10 @@ def test_regimes_follow_the_stated_slope_rule():
     assert scaling.classify_slope(-0.2500001) == "diminishing returns"
     assert scaling.classify_slope(-0.25) == "maximal data parallelism"
     assert scaling.regimes({16: None})["by_batch_size"] == {16: "unreached"}
+    # a batch size that reached the target is never labelled unreached, whatever its neighbours did
+    assert scaling.regimes({32: None, 128: 50})["by_batch_size"] == {32: "unreached", 128: "single point"}
+    r = scaling.regimes({16: None, 64: 800, 256: 200})
+    assert r["by_batch_size"] == {16: "unreached", 64: "perfect scaling", 256: "perfect scaling"}
 
 
 def test_fit_knee_recovers_the_model():

@@ -64,14 +64,9 @@ def perfect_scaling(batch_sizes: Sequence[float], b0: float, s0: float) -> list[
 
 
 def _reached(curve: dict[int, int | None]) -> list[tuple[int, int]]:
-    """(B, S) in increasing B, up to the first batch size that did not reach the target."""
-    pts = []
-    for b in sorted(curve):
-        s = curve[b]
-        if s is None:
-            break
-        pts.append((int(b), int(s)))
-    return pts
+    """(B, S) in increasing B for the batch sizes that reached the target (those that did not
+    are skipped, and labelled "unreached" by the callers)."""
+    return [(int(b), int(curve[b])) for b in sorted(curve) if curve[b] is not None]
 
 
 def classify_slope(slope: float) -> str:
