@@ -24,6 +24,7 @@ QUESTIONS = {
     "emphasis": "Does emphasising uncertain examples beat uniform sampling? (Active Bias, Chang et al. 2017)",
     "subset": "Can an ensemble of checkpoints find a smaller training subset that trains as well, and is the search worth it? (Chitta et al. 2019)",
     "scale-out": "What does real data parallelism buy in wall-clock time to the target?",
+    "flag": "Which training examples are most likely mislabelled, and how well does each score find injected wrong labels?",
 }
 
 DEFINITIONS = [
