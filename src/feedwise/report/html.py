@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import importlib
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -55,7 +55,7 @@ def run_demo(out: str = "runs/demo", threads: int | None = None, device: str = "
     # the trials of a batch size run together so that exact pruning stops the rest once one reaches the target
     bs = stage("batch-size", lambda: run_batch_size_study(bs_req, root / "batch-size", threads=threads, device=device,
                                                           jobs=bs_req.trials))
-    say(f"  batch-size: steps-to-result by batch size: "
+    say("  batch-size: steps-to-result by batch size: "
         + ", ".join(f"{b['batch_size']}: {b['steps_to_result']}" for b in bs.get("batch_sizes", [])))
 
     # 3. example emphasis (Active Bias) against uniform, paired seeds, with label noise

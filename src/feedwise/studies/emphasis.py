@@ -27,7 +27,6 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import torch
 
 from feedwise.data.sources import Dataset
 from feedwise.emphasis.feeders import EmphasisFeeder

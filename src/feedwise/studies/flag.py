@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from feedwise.data.sources import Dataset
 from feedwise.emphasis.feeders import EmphasisFeeder

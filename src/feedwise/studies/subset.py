@@ -52,7 +52,7 @@ from feedwise.results import StudyDir, TrialDir, read_json, write_json
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.train import DataOptions
 from feedwise.subset.ensemble import EnsembleSpec, train_ensemble
-from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer, get_acquisition
+from feedwise.subset.scorer import EnsembleScorer, get_acquisition
 from feedwise.subset.select import (BALANCES, KEEP_RULE, KEEPS, difficulty_scores, resolve_keep, check_fraction, class_composition, jaccard, select_random, select_top,
                                     subset_size)
 from feedwise.workloads import Workload, get_workload
