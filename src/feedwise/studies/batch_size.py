@@ -74,6 +74,7 @@ import logging
 import math
 import os
 import socket
+import statistics
 import threading
 import time
 import warnings
@@ -481,9 +482,9 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     for b, e in per.items():
         e["regime"] = reg["by_batch_size"].get(b)
         e["examples_to_result"] = e["steps_to_result"] * b if e["steps_to_result"] is not None else None
-        sps = sorted(e.pop("_sps", []))
+        sps = e.pop("_sps", [])
         e["world_size"] = world
-        e["s_per_step"] = _median(sps)
+        e["s_per_step"] = statistics.median(sps) if sps else None
         e["time_to_result_s"] = times.get(e["best_trial"]) if e["best_trial"] is not None else None
         e["time_to_result_model_s"] = (e["steps_to_result"] * e["s_per_step"]
                                        if e["steps_to_result"] is not None and e["s_per_step"] is not None else None)
@@ -506,13 +507,6 @@ def _wall_at(rows: list[dict], step: int | None) -> float | None:
         if int(float(r["step"])) == step and r.get("wall_s") not in (None, ""):
             return float(r["wall_s"])
     return None
-
-
-def _median(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def _examples_from_rows(rows: list[dict]) -> int:

@@ -36,6 +36,7 @@ from feedwise.errors import FeedwiseError
 from feedwise.progress import progress_bar, say
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.studies.diagnostics import auroc, top_share  # noqa: F401  (re-exported)
 from feedwise.studies.train import DataOptions
 from feedwise.workloads import get_workload
 
@@ -110,34 +111,6 @@ def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
         running = max(running, min(1.0, (m - i) * p))
         adjusted[k] = running
     return adjusted
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Area under the ROC curve of ``scores`` separating ``positive`` (bool) from the rest; ties count 1/2.
-    NaN scores are replaced by the median. None when a class is empty."""
-    from scipy.stats import rankdata
-
-    s = np.asarray(scores, float).copy()
-    pos = np.asarray(positive, bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    bad = ~np.isfinite(s)
-    if bad.any():
-        s[bad] = np.median(s[~bad]) if (~bad).any() else 0.0
-    r = rankdata(s)
-    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def top_share(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Share of positives among the k highest scores, k = number of positives (precision at k)."""
-    pos = np.asarray(positive, bool)
-    k = int(pos.sum())
-    if k == 0:
-        return None
-    s = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
-    top = np.argsort(-s, kind="stable")[:k]
-    return float(pos[top].mean())
 
 
 def _ms(values: list[float]) -> tuple[float | None, float | None]:

@@ -47,7 +47,7 @@ from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
-from feedwise.studies.emphasis import auroc
+from feedwise.studies.diagnostics import auroc, rank, top_k_share  # noqa: F401  (re-exported)
 from feedwise.studies.train import DataOptions
 from feedwise.subset.ensemble import CheckpointStreamer
 from feedwise.subset.scorer import EnsembleScorer
@@ -79,21 +79,6 @@ class FlagRequest:
 
 
 # --------------------------------------------------------------------------- pure functions
-def top_k_share(scores: np.ndarray, positive: np.ndarray, k: int) -> float | None:
-    """Share of ``positive`` among the ``k`` highest scores (NaN last; ties by index)."""
-    pos = np.asarray(positive, bool)
-    k = min(int(k), len(pos))
-    if k <= 0:
-        return None
-    return float(pos[rank(scores)[:k]].mean())
-
-
-def rank(scores: np.ndarray) -> np.ndarray:
-    """Indices from the highest to the lowest score; NaN scores last; ties by index."""
-    s = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
-    return np.argsort(-s, kind="stable")
-
-
 def evaluate_scores(scores: dict[str, np.ndarray], flipped: np.ndarray) -> dict:
     """Per score: AUROC of flagging ``flipped`` (bool) and the flipped share among the top-k."""
     n, n_flip = len(flipped), int(np.sum(flipped))
