@@ -13,12 +13,8 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from feedwise.report.sections import Section, table_html, table_md  # noqa: E402
+from feedwise.report.plots import legend_if_any, plt, save
+from feedwise.report.sections import Section, table_html, table_md
 
 REGIME_COLORS = {"perfect scaling": "tab:green", "diminishing returns": "tab:orange",
                  "maximal data parallelism": "tab:red", "single point": "tab:gray", "unreached": "tab:gray"}
@@ -121,12 +117,8 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
     ax.set_ylabel("steps to reach the target")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    legend_if_any(ax, fontsize=7)
+    return save(fig, path, dpi=90)
 
 
 def _log_axes_or_note(ax, note: str) -> None:
@@ -167,12 +159,8 @@ def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path
     ax.set_ylabel("best learning rate")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    legend_if_any(ax, fontsize=7)
+    return save(fig, path, dpi=90)
 
 
 def has_time(summary: dict) -> bool:
@@ -213,12 +201,8 @@ def plot_time(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Pa
     a2.set_title(title or "time to result", fontsize=10)
     for ax in (a1, a2):
         ax.grid(True, which="both", alpha=0.25)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        legend_if_any(ax, fontsize=7)
+    return save(fig, path, dpi=90)
 
 
 def _time_table(sums: list[tuple[str, dict]]) -> tuple[list, list]:
@@ -251,12 +235,8 @@ def plot_noise(summary: dict, path: Path) -> Path:
     ax.set_title(f"gradient noise scale, {summary.get('workload')} (B_small={summary.get('b_small')}, "
                  f"B_big={summary.get('b_big')})", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    legend_if_any(ax, fontsize=7)
+    return save(fig, path, dpi=90)
 
 
 # ---------------------------------------------------------------------------------- sections
@@ -271,7 +251,6 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
 
 def _batch_section(study_dir: Path, assets: Path) -> Section:
     s = _read(study_dir / "summary.json")
-    study = _read(study_dir / "study.json")
     tag = study_dir.name
     header = ["batch size", "steps to result", "examples to result", "regime", "best lr", "momentum",
               "effective lr", "trials by status", "examples processed"]

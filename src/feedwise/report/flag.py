@@ -6,14 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from feedwise.report.plots import plt, save
 from feedwise.report.sections import Section, table_html, table_md
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _scores_from_csv(path: Path) -> list[float]:
@@ -24,7 +18,6 @@ def _scores_from_csv(path: Path) -> list[float]:
 
 
 def plot_auroc(evaluation: dict, path: Path, dpi: int = 80) -> Path:
-    plt = _plt()
     names = list(evaluation)
     vals = [evaluation[n]["auroc"] or 0.0 for n in names]
     fig, ax = plt.subplots(figsize=(5.5, 3.2), dpi=dpi)
@@ -35,22 +28,15 @@ def plot_auroc(evaluation: dict, path: Path, dpi: int = 80) -> Path:
     ax.legend(loc="lower right")
     for i, v in enumerate(vals):
         ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_score_hist(scores: list[float], name: str, path: Path, dpi: int = 80) -> Path:
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.2), dpi=dpi)
     ax.hist(scores, bins=40, color="tab:orange")
     ax.set_xlabel(f"{name} (higher: more likely mislabelled)")
     ax.set_ylabel("training examples")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def build_sections(study_dir: Path, assets: Path) -> list[Section]:

@@ -16,10 +16,17 @@ def figure(width: float = 6.0, height: float = 4.0):
     return fig, ax
 
 
-def save(fig, path: Path) -> Path:
+def save(fig, path: Path, dpi: float | None = None) -> Path:
+    """Lay out, write as PNG (at ``dpi``, default the figure's own), close; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", dpi=dpi if dpi is not None else "figure")
     plt.close(fig)
     return path
+
+
+def legend_if_any(ax, **kwargs) -> None:
+    """A legend only when something was labelled (an empty legend draws a warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)

@@ -5,48 +5,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from feedwise.report.plots import plt, save
 from feedwise.report.sections import Section, table_html, table_md
 
 COLORS = {"entropy": "tab:blue", "bald": "tab:orange", "variation-ratio": "tab:green", "margin": "tab:purple",
           "random": "black"}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_error_vs_fraction(summary: dict, path: Path, balance: str = "none", budget: str = "steps",
                            dpi: int = 90) -> Path:
     """Test error vs subset fraction per acquisition (mean ± std over seeds), with the full-data line."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=dpi)
     _error_axes(ax, summary, balance, budget)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_error_grid(summary: dict, path: Path, dpi: int = 70) -> Path:
     """One panel per (balance, budget rule): test error vs fraction per acquisition, full-data line."""
-    plt = _plt()
     bals, rules = summary["balances"], summary["budgets"]
     fig, axes = plt.subplots(len(bals), len(rules), figsize=(5.0 * len(rules), 3.5 * len(bals)), dpi=dpi,
                              squeeze=False)
     for i, b in enumerate(bals):
         for j, rule in enumerate(rules):
             _error_axes(axes[i][j], summary, b, rule)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _error_axes(ax, summary: dict, balance: str, budget: str) -> None:
@@ -77,7 +59,6 @@ def _error_axes(ax, summary: dict, balance: str, budget: str) -> None:
 
 def plot_cost(summary: dict, path: Path, dpi: int = 90) -> Path:
     """Cost bars (training examples): the search, one full-data training, one subset training per fraction/rule."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=dpi)
     labels, vals, colors = [], [], []
     search = summary["cost"]["search_total"]
@@ -102,12 +83,7 @@ def plot_cost(summary: dict, path: Path, dpi: int = 90) -> Path:
     ax.set_xlabel("millions of examples (search: training + pool scored)", fontsize=8)
     ax.set_title(f"{summary['workload']}: cost per run", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _fmt(v, nd=4):
