@@ -13,3 +13,31 @@ COMMAND_MODULES = [
     "feedwise.commands.report",       # report
     "feedwise.commands.flag",         # flag
 ]
+
+
+def comma_list(text, kind=str, what: str = "value") -> list:
+    """``"a,b,c"`` -> ``[kind(a), kind(b), kind(c)]``; an empty or malformed list is a FeedwiseError."""
+    from feedwise.errors import FeedwiseError
+
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise FeedwiseError(f"empty list of {what}s")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise FeedwiseError(f"bad {what} list {text!r}") from None
+
+
+def comma_list_arg(kind=str, what: str = "value"):
+    """:func:`comma_list` as an argparse ``type=`` (errors become argparse's usage errors)."""
+    import argparse
+
+    from feedwise.errors import FeedwiseError
+
+    def parse(text):
+        try:
+            return comma_list(text, kind, what)
+        except FeedwiseError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from feedwise.commands import comma_list_arg
 from feedwise.errors import FeedwiseError
-
-
-def _int_list(s: str) -> list[int]:
-    try:
-        vals = [int(v) for v in s.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("give at least one batch size")
-    return vals
 
 
 def register(sub) -> None:
@@ -26,7 +16,7 @@ def register(sub) -> None:
                                    "metaparameters; each trial stops at the target or when exact pruning shows it "
                                    "cannot improve the batch size's best steps-to-result. Re-run to resume.")
     p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
-    p.add_argument("--batch-sizes", type=_int_list, default=[16, 64, 256, 1024, 4096],
+    p.add_argument("--batch-sizes", type=comma_list_arg(int, "batch size"), default=[16, 64, 256, 1024, 4096],
                    help="comma-separated batch sizes (default 16,64,256,1024,4096)")
     p.add_argument("--trials", type=int, default=8,
                    help="finished trials per batch size, counted across all workers sharing the storage")

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from feedwise.errors import FeedwiseError
-
-
-def _int_list(s: str) -> list[int]:
-    try:
-        return [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise FeedwiseError(f"expected comma-separated integers, got {s!r}") from None
+from feedwise.commands import comma_list
 
 
 def register(sub) -> None:
@@ -46,8 +39,10 @@ def _request(a):
 
     modes = [m.strip() for m in a.mode.split(",") if m.strip()]
     return ScaleOutRequest(
-        workload=a.workload, config=_train_config(a), modes=modes, workers=_int_list(a.workers),
-        seeds=_int_list(a.seeds) if a.seeds else [a.seed], local_steps=_int_list(a.local_steps), feed=a.feed,
+        workload=a.workload, config=_train_config(a), modes=modes,
+        workers=comma_list(a.workers, int, "worker count"),
+        seeds=comma_list(a.seeds, int, "seed") if a.seeds else [a.seed],
+        local_steps=comma_list(a.local_steps, int, "local step count"), feed=a.feed,
         data=_data_options(a), shard=a.shard, threads_per_worker=a.threads_per_worker)
 
 

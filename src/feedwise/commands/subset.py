@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from feedwise.errors import FeedwiseError
-
-
-def _list(text: str, kind=str, what: str = "value") -> list:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise FeedwiseError(f"empty list of {what}s")
-    try:
-        return [kind(t) for t in items]
-    except ValueError:
-        raise FeedwiseError(f"bad {what} list {text!r}") from None
+from feedwise.commands import comma_list as _list
 
 
 def register(sub) -> None:
