@@ -8,7 +8,9 @@ import pytest
 import torch
 
 os.environ.setdefault("FEEDWISE_QUIET", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread, as feedwise's own default: on 2 shared, loaded cores two threads ran these tiny
+# models up to 50x slower (and the CLI tests' subprocesses use the default too).
+torch.set_num_threads(1)
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -17,15 +17,6 @@ from feedwise.feeders import feeder_names, make_feeder
 from feedwise.workloads import get_workload
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared, loaded cores two threads ran these tiny models 50x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _reference(obs: dict[int, list[float]], n: int):
     """Straightforward statistics from the full list of observations (float64 numpy)."""
     count, mean, std, tc = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)

@@ -5,19 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from feedwise.errors import FeedwiseError
 from feedwise.studies.emphasis import auroc, holm, paired_tests, summarise, top_share
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_paired_tests_match_scipy():
