@@ -157,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     except FeedwiseError as e:
         print(f"feedwise: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (e.g. `feedwise workloads | head`): stop quietly, as the Python docs advise
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("feedwise: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
