@@ -44,7 +44,7 @@ process. Exact pruning then bites as soon as *any* trial reaches the target: the
 their next evaluation at or past that step, instead of the trials drawn before the first success
 running their whole budget. The steps-to-result of each batch size cannot change (the pruning
 rule only stops trials that can no longer lower it); each trial's initialisation is seeded by
-its own seed under a lock, so threads do not mix their random streams.
+its own seed under the engine's lock, so threads do not mix their random streams.
 
 **Resume / several workers**: the storage is opened with heartbeats; trials whose heartbeat
 stopped (a killed process) are marked FAIL by Optuna and their folders ``unfinished``. A run
@@ -75,15 +75,13 @@ import math
 import os
 import socket
 import statistics
-import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 
-from feedwise.engine import TrainConfig, derive_seed
+from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar
@@ -232,21 +230,6 @@ def mark_stale(study, out: StudyDir) -> list[str]:
     return marked
 
 
-_INIT_LOCK = threading.Lock()
-
-
-def _seeded(model_fn, init_seed: int):
-    """A model factory that seeds torch's global RNG itself, under a lock, so that trials
-    running in parallel threads get exactly the initialisation of a serial run."""
-
-    def build():
-        with _INIT_LOCK:
-            torch.manual_seed(init_seed)
-            return model_fn()
-
-    return build
-
-
 class ExactPruner:
     """Engine callback: ``pruned`` once the trial cannot beat the batch size's best result.
 
@@ -359,7 +342,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                     result, _ = run_trial(sd.trial(tid), workload, data, cfg, UniformFeeder(), device=dev,
                                           callbacks=[ExactPruner(study, cfg.eval_every)], record=record,
                                           progress=lambda s, t: bar.update(task, completed=s),
-                                          model_fn=_seeded(model_fn, derive_seed(seed, "init")))
+                                          model_fn=model_fn)
                 finally:
                     bar.remove_task(task)
                 return _objective_value(trial, result, bar, inner)
