@@ -255,3 +255,37 @@ def test_observations_are_deferred_but_never_lost():
     assert int(f.history.count().sum()) == 100 and not f._pending
     with pytest.raises(FeedwiseError, match="flush_every"):
         EmphasisFeeder("spv", flush_every=0)
+
+
+def test_normalised_weights_under_changing_batch_sizes_and_kept_batches():
+    """WPV weights are normalised a whole epoch ahead; a batch-size change restarts that, and the
+    weights already handed out keep their values when later epochs are normalised."""
+    n = 200
+    f = EmphasisFeeder("wpv", epsilon=0.05, burn_in=1, flush_every=3)
+    f.bind(n, torch.Generator().manual_seed(0))
+    kept, checked = [], 0
+    for step, bs in enumerate([16, 16, 24, 7, 16] * 30):
+        pos, fresh = f._pos, f._stale is None  # not the step that rescores the last epoch's tail
+        raw = None if f._order_w is None else f._order_w.clone()
+        idx, w = f.next_batch(bs)
+        if w is not None and pos + bs <= n and fresh and raw is not None:
+            ref = raw[pos:pos + bs]
+            assert torch.allclose(w, ref / ref.mean(), rtol=1e-6)
+            kept.append((w, w.clone()))
+            checked += 1
+        f.observe(idx, torch.rand(len(idx)))
+    assert checked > 50
+    assert all(torch.equal(a, b) for a, b in kept)
+
+
+def test_draw_follows_the_probabilities():
+    from feedwise.emphasis.methods import draw
+    p = torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0], dtype=torch.float64)
+    idx = draw(p, 200_000, torch.Generator().manual_seed(0))
+    freq = torch.bincount(idx, minlength=5).double() / len(idx)
+    assert freq[1] == 0 and freq[4] == 0  # zero probability: never drawn, the last one included
+    assert torch.allclose(freq, p, atol=0.005)
+    assert torch.equal(idx, draw(p, 200_000, torch.Generator().manual_seed(0)))  # seeded
+    # i.i.d., not sorted: consecutive draws are independent
+    a, b = idx[:-1].double(), idx[1:].double()
+    assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.01

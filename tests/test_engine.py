@@ -131,6 +131,39 @@ def test_weights_from_the_feeder_scale_the_loss(tiny):
         assert torch.allclose(p, q, atol=1e-9)
 
 
+def test_weighted_step_is_the_gradient_of_the_mean_weighted_loss(tiny):
+    """The engine hands d(loss)/d(per) = w / B to backward; one SGD step must equal the step of the
+    textbook loss mean(w * per), and the recorded train loss must be that mean."""
+    torch.manual_seed(3)
+    fixed = torch.rand(32) * 2
+
+    class Fixed(UniformFeeder):
+        wants_observations = True
+
+        def next_batch(self, bs):
+            idx, _ = super().next_batch(bs)
+            batches.append(idx)
+            return idx, fixed
+
+        def observe_losses(self, indices, losses):
+            seen.append(losses)
+
+    batches, seen = [], []
+    cfg = _cfg(max_steps=1, eval_every=1, optimizer="sgd", lr=0.1)
+    t = Trainer(tiny, W.model_fn(tiny), cfg, feeder=Fixed())
+    ref = Trainer(tiny, W.model_fn(tiny), cfg)  # the same initialisation
+    t.train_steps(1)
+    idx = batches[0]
+    per = torch.nn.functional.cross_entropy(ref.model(tiny.x_train[idx]), tiny.y_train[idx], reduction="none")
+    loss = (per * fixed).mean()
+    loss.backward()
+    with torch.no_grad():
+        for p, q in zip(t.model.parameters(), ref.model.parameters()):
+            assert torch.allclose(p, q - 0.1 * q.grad, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(seen[0], per.detach(), rtol=1e-5, atol=1e-7)  # observed losses are before the step
+    assert float(t._loss_sum) == pytest.approx(float(loss.detach()), rel=1e-5)
+
+
 def test_derived_seeds_are_distinct_and_stable():
     assert derive_seed(0, "init") == derive_seed(0, "init")
     assert len({derive_seed(0, "init"), derive_seed(0, "data"), derive_seed(1, "init")}) == 3

@@ -177,6 +177,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_steps = 0
         self._x, self._y = self.data.x_train, self.data.y_train
+        self._grad_cache: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ hot loop
     def train_steps(self, n: int) -> None:
@@ -194,22 +195,35 @@ class Trainer:
             idx, w = feeder.next_batch(bs)
             xb, yb = x[idx], y[idx]
             out = model(xb)
+            opt.zero_grad(set_to_none=True)
             if w is None and not observe:
                 loss = F.cross_entropy(out, yb)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
             else:
-                # per-example losses serve the weights and the observations: exp(-CE) is the
-                # predicted probability of the label, so no second softmax is needed
+                # per-example losses serve the weights and the observations. The loss is
+                # mean(w * per); its gradient with respect to ``per`` is ``grad = w / B``, handed to
+                # backward directly (no multiply/mean nodes in the graph), and the loss value for the
+                # record is one dot product
                 per = F.cross_entropy(out, yb, reduction="none")
-                loss = per.mean() if w is None else (per * w).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            if observe:
-                feeder.observe(idx, torch.exp(-per.detach().float()))
+                grad = self._mean_grad(len(per), per) if w is None else (w * (1.0 / len(w))).to(per.dtype)
+                per.backward(grad)
+                opt.step()
+                per = per.detach()
+                loss_sum += torch.dot(per, grad)
+                if observe:
+                    feeder.observe_losses(idx, per)
             self.step += 1
         self.examples += n * bs
         self._loss_steps += n
+
+    def _mean_grad(self, k: int, like: torch.Tensor) -> torch.Tensor:
+        """The constant gradient of mean(per) with respect to ``per`` (1/k each), built once."""
+        g = self._grad_cache
+        if g is None or g.shape[0] != k or g.dtype != like.dtype:
+            g = self._grad_cache = torch.full((k,), 1.0 / k, dtype=like.dtype, device=like.device)
+        return g
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

@@ -7,7 +7,10 @@ method runs:
 - ``bind(num_examples, generator, device)`` once before training;
 - ``next_batch(batch_size) -> (indices, weights or None)`` every step;
 - ``observe(indices, probs)`` after the forward pass, only when ``wants_observations`` is
-  true: ``probs`` are the predicted probabilities of each example's (training) label.
+  true: ``probs`` are the predicted probabilities of each example's (training) label. The
+  engine calls ``observe_losses(indices, losses)`` with the per-example cross-entropy
+  (``probs = exp(-losses)``); by default that calls ``observe``, and a feeder may override it
+  to defer the conversion (the Active Bias feeders do, once per flush).
 
 Feeders of the Active Bias family live in :mod:`feedwise.emphasis` and register here.
 """
@@ -39,6 +42,10 @@ class Feeder:
 
     def observe(self, indices: torch.Tensor, probs: torch.Tensor) -> None:  # pragma: no cover - default no-op
         pass
+
+    def observe_losses(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
+        """Observations as per-example cross-entropy losses; the label's probability is exp(-loss)."""
+        self.observe(indices, torch.exp(-losses.float()))
 
     def state(self) -> dict:
         """Small JSON-able description recorded with each trial."""

@@ -5,9 +5,11 @@ Importing this module registers ``se we sd wd spv wpv stc wtc loss`` with
 :mod:`feedwise.feeders`; :class:`EmphasisFeeder` also runs them (``method="uniform"``) when a
 study wants their prediction history for diagnostics — same draws, same training.
 
-Hot path: ``next_batch`` slices a per-epoch order (and, for loss sampling, a per-epoch
-weight buffer) computed once at each epoch boundary; weighting methods gather B entries
-of the history; ``observe`` is three ``index_add_`` on float64 running sums.
+Hot path: ``next_batch`` slices a per-epoch order and, for weighting and loss sampling, a
+per-epoch weight buffer, both computed at the epoch boundary (weights are normalised to mean 1
+per batch for all the epoch's batches at once); observations are kept and applied every
+``flush_every`` steps (one ``exp`` and one ``index_add_`` on float64 running sums for all of
+them). Measured in ``benchmarks/emphasis_overhead.py``.
 """
 
 from __future__ import annotations
@@ -18,18 +20,13 @@ import torch
 
 from feedwise.emphasis.history import PredictionHistory
 from feedwise.emphasis.methods import (DEFAULT_BURN_IN, METHODS, SCORES, check_burn_in,
-                                       check_epsilon, fill_value, get_method)
+                                       check_epsilon, draw, fill_value, get_method)
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import Feeder, register_feeder
 
 
-def draw(p: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """``k`` indices drawn with replacement with probabilities ``p`` (float64, sum 1), by inverse
-    CDF: a cumulative sum and a binary search (a third of the time of ``torch.multinomial`` at
-    N = 45,000 draws). Zero-probability examples are never drawn."""
-    cdf = torch.cumsum(p, 0)
-    u = torch.rand(k, generator=generator, dtype=torch.float64) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(p) - 1)
+def _cat(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class EmphasisFeeder(Feeder):
@@ -62,6 +59,8 @@ class EmphasisFeeder(Feeder):
         self._sampled_epochs = 0
         self._order, self._order_w = self._new_order()
         self._pos = 0
+        self._normed: torch.Tensor | None = None  # _order_w normalised to mean 1 per batch, ahead of use
+        self._norm = (0, 0, 0)                    # (start, end, batch size) of the valid part of _normed
         return self
 
     # ------------------------------------------------------------------ observations
@@ -75,7 +74,14 @@ class EmphasisFeeder(Feeder):
         # deferred: the tensors are kept (no copy, no op) and applied every ``flush_every`` steps in one
         # vectorised update — a handful of small tensor ops per step cost more in the training loop
         # than their isolated timings suggest
-        self._pending.append((indices, probs))
+        self._pending.append((indices, probs, False))
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def observe_losses(self, indices, losses):
+        """What the engine calls: per-example cross-entropy, turned into probabilities exp(-loss)
+        at the flush, for all pending steps in one op."""
+        self._pending.append((indices, losses, True))
         if len(self._pending) >= self.flush_every:
             self.flush()
 
@@ -83,15 +89,17 @@ class EmphasisFeeder(Feeder):
         """Apply the pending observations to the history (and the last losses)."""
         if not self._pending:
             return
-        if len(self._pending) == 1:
-            idx, p = self._pending[0]
+        pending, self._pending = self._pending, []
+        idx = _cat([i for i, _, _ in pending])
+        if all(is_loss for _, _, is_loss in pending):
+            loss = _cat([v.float() for _, v, _ in pending])
+            p = torch.exp(-loss)
         else:
-            idx = torch.cat([a for a, _ in self._pending])
-            p = torch.cat([b for _, b in self._pending])
-        self._pending = []
+            p = _cat([torch.exp(-v.float()) if is_loss else v for _, v, is_loss in pending])
+            loss = None
         self._history.update(idx, p)
         if self.last_loss is not None:  # later observations come later: the last one wins
-            self.last_loss[idx] = -torch.log(p.float().clamp_min(1e-12))
+            self.last_loss[idx] = loss if loss is not None else -torch.log(p.float().clamp_min(1e-12))
 
     # ------------------------------------------------------------------ per epoch
     def emphasising(self) -> bool:
@@ -144,29 +152,52 @@ class EmphasisFeeder(Feeder):
         end = self._pos + batch_size
         if end <= self.num_examples:
             idx = self._order[self._pos:end]
-            w = None if self._order_w is None else self._order_w[self._pos:end]
+            if self._order_w is None:
+                w = None
+            elif self.method.how == "weight":
+                w = self._normalised(self._pos, batch_size)
+            else:
+                w = self._order_w[self._pos:end]
             self._pos = end
-        else:
-            weighted = self._order_w is not None
-            parts = [self._order[self._pos:]]
-            wparts = [self._ones(len(parts[0])) if self._order_w is None else self._order_w[self._pos:]]
-            need = batch_size - len(parts[0])
-            while need > 0:
-                self.epoch += 1
-                self._order, self._order_w = self._new_order()
-                weighted = weighted or self._order_w is not None
-                take = min(need, self.num_examples)
-                parts.append(self._order[:take])
-                wparts.append(self._ones(take) if self._order_w is None else self._order_w[:take])
-                need -= take
-                self._pos = take
-            idx = torch.cat(parts)
-            w = torch.cat(wparts) if weighted else None
-            if self.method.how == "weight" and self._order_w is not None and len(parts[0]):
-                self._stale = parts[0]  # seen after this epoch's scores were taken: refreshed next step
+            return idx, w
+        # the batch crosses the end of the epoch: this epoch's tail, then the next epoch's head
+        weighted = self._order_w is not None
+        parts = [self._order[self._pos:]]
+        wparts = [self._ones(len(parts[0])) if self._order_w is None else self._order_w[self._pos:]]
+        need = batch_size - len(parts[0])
+        while need > 0:
+            self.epoch += 1
+            self._order, self._order_w = self._new_order()
+            self._normed, self._norm = None, (0, 0, 0)  # a new buffer: batches handed out keep their values
+            weighted = weighted or self._order_w is not None
+            take = min(need, self.num_examples)
+            parts.append(self._order[:take])
+            wparts.append(self._ones(take) if self._order_w is None else self._order_w[:take])
+            need -= take
+            self._pos = take
+        idx = torch.cat(parts)
+        w = torch.cat(wparts) if weighted else None
+        if self.method.how == "weight" and self._order_w is not None and len(parts[0]):
+            self._stale = parts[0]  # seen after this epoch's scores were taken: refreshed next step
         if w is not None and self.method.how == "weight":
             w = w / w.mean()  # mean 1 over the batch
         return idx, w
+
+    def _normalised(self, pos: int, batch_size: int) -> torch.Tensor:
+        """The weights of the batch at ``pos``, normalised to mean 1. All the epoch's remaining full
+        batches are normalised at once (one division over a (k, B) view) when the batch at ``pos``
+        is not already, so a step only slices; a changed batch size or a rescored buffer starts
+        again from ``pos``."""
+        start, end, bs = self._norm
+        if bs != batch_size or pos < start or pos + batch_size > end or (pos - start) % batch_size:
+            k = (self.num_examples - pos) // batch_size  # >= 1: the caller's batch fits this epoch
+            end = pos + k * batch_size
+            if self._normed is None:  # one per epoch; within it, only positions not yet handed out are written
+                self._normed = torch.empty_like(self._order_w)
+            raw = self._order_w[pos:end].view(k, batch_size)
+            torch.div(raw, raw.mean(1, keepdim=True), out=self._normed[pos:end].view(k, batch_size))
+            self._norm = (pos, end, batch_size)
+        return self._normed[pos:pos + batch_size]
 
     def _refresh_stale(self) -> None:
         """Rescore the examples of the previous epoch's tail (observed in the epoch-crossing batch,
@@ -175,10 +206,13 @@ class EmphasisFeeder(Feeder):
         if self._order_w is None:
             return
         self.flush()
-        pos = torch.isin(self._order, stale).nonzero().squeeze(1)
+        mark = torch.zeros(self.num_examples, dtype=torch.bool, device=self.device)
+        mark[stale] = True  # a mask, not torch.isin: O(N), 50x faster at N = 45,000
+        pos = mark[self._order].nonzero().squeeze(1)
         sc = SCORES[self.method.score](self._history.rows(self._order[pos]))
         sc = torch.nan_to_num(sc, nan=self._fill).clamp_min(0) + self._eps
         self._order_w[pos] = sc.to(torch.float32)
+        self._norm = (0, 0, 0)  # normalised weights are stale too
 
     def _ones(self, k: int) -> torch.Tensor:
         return torch.ones(k, dtype=torch.float32, device=self.device)

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from feedwise.emphasis.history import PredictionHistory
-from feedwise.emphasis.methods import (DEFAULT_BURN_IN, DEFAULT_EPSILON, check_burn_in, check_epsilon,
+from feedwise.emphasis.methods import (DEFAULT_BURN_IN, DEFAULT_EPSILON, check_burn_in, check_epsilon, draw,
                                        get_method, probabilities)
 from feedwise.errors import FeedwiseError
 
@@ -108,8 +108,7 @@ class ActiveBiasSampler(Sampler[int]):
             else:
                 order = torch.randint(n, (self.num_samples,), generator=self.generator)
         else:
-            order = torch.multinomial(self.probabilities().float(), self.num_samples, replacement=True,
-                                      generator=self.generator)
+            order = draw(self.probabilities(), self.num_samples, self.generator)
         self.epoch += 1
         return iter(order.tolist())
 
