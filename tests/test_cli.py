@@ -78,6 +78,16 @@ def test_bad_input_is_one_line(tmp_path, data_cache, args, msg):
     assert_one_line_error(feedwise("train", *base, *args, "--out", str(tmp_path / "o")), msg)
 
 
+def test_options_a_command_does_not_use_are_refused(tmp_path):
+    """No silent prefix matching (--seed is not --seeds) and no accepted-but-ignored option."""
+    out = str(tmp_path / "o")
+    for cmd, opt in [("emphasis", "--seed"), ("emphasis", "--feed"), ("flag", "--feed")]:
+        r = feedwise(cmd, opt, "3", "--out", out)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert f"unrecognized arguments: {opt} 3" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_corrupt_idx_through_the_cli(tmp_path, idx_folder):
     p = idx_folder / "train-labels-idx1-ubyte.gz"
     p.write_bytes(p.read_bytes()[:20])

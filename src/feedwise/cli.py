@@ -16,7 +16,9 @@ def _positive_int(s: str) -> int:
     return v
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def _add_train_args(p: argparse.ArgumentParser, seed: bool = True, feed: bool = True) -> None:
+    """The options of one training run; a study that sets the seeds or the feed itself leaves those out
+    (an option that is accepted must be used)."""
     p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="examples per step (default: the workload's)")
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
@@ -31,8 +33,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the workload's)")
     p.add_argument("--target", type=float, default=None, help="target validation error (default: the workload's)")
     p.add_argument("--no-stop", action="store_true", help="keep training after reaching the target")
-    p.add_argument("--seed", type=int, default=0, help="seed of init and data order")
-    p.add_argument("--feed", default="uniform", help="uniform | scan | an emphasis method (see docs)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed of init and data order")
+    if feed:
+        p.add_argument("--feed", default="uniform", help="uniform | scan | an emphasis method (see docs)")
     _add_data_args(p)
 
 
@@ -68,7 +72,7 @@ def _train_config(a):
         schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
         max_steps=a.steps if a.steps is not None else w.max_steps, max_examples=a.examples,
         eval_every=a.eval_every if a.eval_every is not None else w.eval_every,
-        target=a.target if a.target is not None else w.target, stop_at_target=not a.no_stop, seed=a.seed,
+        target=a.target if a.target is not None else w.target, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
     )
 
 
@@ -110,9 +114,18 @@ def cmd_demo(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching of long options: ``feedwise emphasis --seed 3`` must be refused, not taken
+    as ``--seeds 3`` (several commands have options that are prefixes of others)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="feedwise", description="Measure how to feed data to a neural network.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="feedwise", description="Measure how to feed data to a neural network.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("workloads", help="list the workloads and their targets")
     s.set_defaults(func=cmd_workloads)

@@ -12,7 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser("emphasis", help="compare Active Bias sampling/weighting with uniform (paired seeds)",
                        description="Train every method for the same step budget and seeds; test error, paired "
                                    "tests vs uniform (t-test, Wilcoxon, Holm), curves and history diagnostics.")
-    _add_train_args(p)
+    _add_train_args(p, seed=False, feed=False)
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma-separated: uniform,scan,se,we,sd,wd,spv,wpv,stc,wtc,loss (uniform required)")
     p.add_argument("--seeds", type=int, default=5, help="paired seeds 0..K-1 (init, data order, label noise)")

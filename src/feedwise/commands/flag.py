@@ -15,7 +15,7 @@ def register(sub) -> None:
                                    "example, most suspicious first) and OUT/summary.json. With --label-noise the "
                                    "flipped labels are known and every score's AUROC and top-k share are reported. "
                                    "Your own data: --workload npz-mlp --data-dir file.npz (arrays x, y).")
-    _add_train_args(p)
+    _add_train_args(p, feed=False)
     p.add_argument("--score", default=DEFAULT_SCORE, choices=list(SCORES),
                    help=f"score that ranks flagged.csv (default: {DEFAULT_SCORE}); all are computed")
     _add_run_args(p)
