@@ -140,7 +140,7 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
 def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "1000", "--ref-batch", "0",
+           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "3000", "--ref-batch", "0",
            "--eval-every", "50", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -167,7 +167,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
     time.sleep(3.5)  # past the heartbeat grace period (3 x 1 s): the killed trial is stale
     # the same command again (in this process, to spare a second interpreter start-up)
     req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32], trials=3, optimizer="momentum", target=0.01,
-                           budget=Budget(max_steps=1000, ref_batch=0, eval_every=50, min_eval_every=10), data=TINY)
+                           budget=Budget(max_steps=3000, ref_batch=0, eval_every=50, min_eval_every=10), data=TINY)
     run_batch_size_study(req, out, threads=1, device="cpu", heartbeat=1)
     opt = finished_optuna(out)["bs32"]
     finished = opt["COMPLETE"] + opt["PRUNED"]
