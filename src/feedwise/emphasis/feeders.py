@@ -14,6 +14,7 @@ them). Measured in ``benchmarks/emphasis_overhead.py``.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -23,6 +24,9 @@ from feedwise.emphasis.methods import (DEFAULT_BURN_IN, METHODS, SCORES, check_b
                                        check_epsilon, draw, fill_value, get_method)
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import Feeder, register_feeder
+
+
+_MAX_LOSS = -math.log(1e-12)
 
 
 def _cat(parts: list) -> torch.Tensor:
@@ -99,7 +103,8 @@ class EmphasisFeeder(Feeder):
             loss = None
         self._history.update(idx, p)
         if self.last_loss is not None:  # later observations come later: the last one wins
-            self.last_loss[idx] = loss if loss is not None else -torch.log(p.float().clamp_min(1e-12))
+            # capped at -log(1e-12): one diverged prediction must not turn every probability into inf/inf
+            self.last_loss[idx] = (loss if loss is not None else -torch.log(p.float())).clamp_max(_MAX_LOSS)
 
     # ------------------------------------------------------------------ per epoch
     def emphasising(self) -> bool:
