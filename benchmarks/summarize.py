@@ -89,9 +89,10 @@ def rows() -> list[tuple[str, str, str, str]]:
             parts.append(f"{v['budget']}: best {best[0]} {best[1]['error']:.3f} vs random {v['random_error']:.3f}")
         out.append((f"{wl} one-shot 50% subset test error (full data {s['full_data']['test_error']['mean']:.3f})",
                     "; ".join(parts), "paper: no loss at 50%", f"subset_study_{wl}.json"))
-    fl = load("flag_mnist1d_noise0.2.json")
-    out.append(("AUROC of flagging flipped labels, mnist1d 20% noise, 5 seeds",
-                _flag_cells(fl), "0.5 = chance", "flag_mnist1d_noise0.2.json"))
+    for short, name in (("mnist1d", "flag_mnist1d_noise0.2.json"), ("fashion", "flag_fashion_noise0.2.json")):
+        fl = load(name)
+        out.append((f"AUROC of flagging flipped labels, {short} 20% noise, {len(fl['seeds'])} seeds",
+                    _flag_cells(fl), "0.5 = chance", name))
     # --- scale-out
     so = load("scale_out_mnist1d.json")["time_to_result_ratio_vs_sync_w1"]
     out.append(("time-to-result ÷ one worker, 2 workers on 2 shared cores (sync; local SGD; Hogwild)",
