@@ -16,7 +16,9 @@ def register(sub) -> None:
                                    "and compare with random subsets and full data, with the cost of the search.")
     p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
     p.add_argument("--acquisition", default="entropy,bald,variation-ratio,margin,random",
-                   help="comma list of entropy, bald, variation-ratio, margin, random")
+                   help="comma list of entropy, bald, variation-ratio, margin, random (ensemble) and, one-shot "
+                        "only, history-variance, history-closeness, history-hard (the acquisition models' own "
+                        "Active Bias prediction history)")
     p.add_argument("--fractions", default="0.125,0.25,0.5", help="comma list of subset fractions in (0, 1]")
     p.add_argument("--ensemble", default="4x10", help="ExC: E acquisition models x C checkpoints each")
     p.add_argument("--schedule", default="one-shot", choices=["one-shot", "build-up"])
@@ -76,12 +78,13 @@ def print_summary(s: dict) -> None:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     print(f"{s['workload']}  schedule={s['schedule']}  ensemble={s['ensemble']}  seeds={len(s['seeds'])}  "
           f"full-data test error {fmt(full['mean'])} ± {fmt(full['std'])}")
-    print(f"{'acquisition':16} {'frac':>6} {'bal':5} {'budget':6} {'test err':>9} {'± std':>7} {'vs rand':>8} "
+    aw = max([len("acquisition")] + [len(r["acquisition"]) for r in s["results"]])
+    print(f"{'acquisition':{aw}} {'frac':>6} {'bal':5} {'budget':6} {'test err':>9} {'± std':>7} {'vs rand':>8} "
           f"{'gap':>7} {'break-even (trainings)':>22}")
     for r in s["results"]:
         vr = r["vs_random"]
         be = r["break_even"]["seconds"]
-        print(f"{r['acquisition']:16} {r['fraction']:6g} {r['balance']:5} {r['budget']:6} "
+        print(f"{r['acquisition']:{aw}} {r['fraction']:6g} {r['balance']:5} {r['budget']:6} "
               f"{fmt(r['test_error']['mean']):>9} {fmt(r['test_error']['std']):>7} "
               f"{('-' if vr is None else format(vr['diff'], '+.4f')):>8} {fmt(r['gap_to_full']):>7} "
               f"{('never' if be is None else f'{be:.1f}'):>22}")

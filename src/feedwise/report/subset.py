@@ -9,7 +9,8 @@ from feedwise.report.plots import plt, save
 from feedwise.report.sections import Section, table_html, table_md
 
 COLORS = {"entropy": "tab:blue", "bald": "tab:orange", "variation-ratio": "tab:green", "margin": "tab:purple",
-          "random": "black"}
+          "random": "black", "history-variance": "tab:brown", "history-closeness": "tab:pink",
+          "history-hard": "tab:olive"}
 
 
 def plot_error_vs_fraction(summary: dict, path: Path, balance: str = "none", budget: str = "steps",

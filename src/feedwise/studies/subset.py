@@ -7,7 +7,8 @@ Layout under ``--out`` (besides study.json / summary.json / trials/):
 
     subsets/<acq>-<fraction>[-class].npy   sorted unique indices into the training split
     subsets/<acq>-<fraction>[-class].json  size, tie-break count and seed, class composition
-    scores/<ensemble>.npz                  the scorer's running sums + which members are in them (resume)
+    scores/<ensemble>.npz                  the scorer's running sums + which members are in them (resume),
+                                           and the history scores' sums (history acquisitions)
 
 Trials (every training run is one, so the cost account is recomputable from trial.json):
 
@@ -21,6 +22,12 @@ acquisition keeps its top fraction. *build-up*: each (acquisition, balance) star
 same random seed set (``initial_fraction`` of the pool) and grows through the fractions in
 increasing order; every round trains a fresh ensemble on the current subset and adds the
 top-scored examples of the rest of the pool. ``random`` needs no ensemble.
+
+History acquisitions (one-shot only): ``history-variance`` (std̂), ``history-closeness``
+(p̄(1 − p̄)) and ``history-hard`` (1 − p̄) score every example by the Active Bias prediction
+history that each one-shot acquisition model records while it trains on the whole pool (its
+own training passes, no extra forward pass), averaged over the E models. The models draw
+exactly the batches they would draw without it, so the ensemble acquisitions are unchanged.
 
 Budget rules for the target model: ``steps`` trains every subset for the full-data step
 budget; ``epochs`` trains for the same number of epochs as full-data training
@@ -43,6 +50,9 @@ import numpy as np
 import torch
 
 from feedwise.data.sources import Dataset
+from feedwise.emphasis.feeders import EmphasisFeeder
+from feedwise.emphasis.methods import SCORES as HISTORY_SCORES
+from feedwise.emphasis.methods import fill_value
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
@@ -53,13 +63,21 @@ from feedwise.studies.subset_summary import (BREAK_EVEN_RULE, break_even, fracti
                                              subset_name, summarize)
 from feedwise.studies.train import DataOptions
 from feedwise.subset.ensemble import EnsembleSpec, train_ensemble
-from feedwise.subset.scorer import EnsembleScorer, get_acquisition
+from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer
 from feedwise.subset.select import (BALANCES, KEEPS, difficulty_scores, resolve_keep, check_fraction, class_composition, select_random, select_top,
                                     subset_size)
 from feedwise.workloads import Workload, get_workload
 
 SCHEDULES = ("one-shot", "build-up")
 BUDGETS = ("steps", "epochs")
+# acquisition name -> score of the Active Bias history (feedwise.emphasis.methods.SCORES)
+HISTORY_ACQUISITIONS = {"history-variance": "variance", "history-closeness": "closeness", "history-hard": "hard"}
+
+
+def check_acquisition(name: str) -> str:
+    if name not in ACQUISITIONS and name not in HISTORY_ACQUISITIONS:
+        raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join([*ACQUISITIONS, *HISTORY_ACQUISITIONS])})")
+    return name
 
 
 @dataclass
@@ -89,9 +107,13 @@ class SubsetRequest:
         if not self.acquisitions:
             raise FeedwiseError("give at least one acquisition")
         for a in self.acquisitions:
-            get_acquisition(a)
+            check_acquisition(a)
         if len(set(self.acquisitions)) != len(self.acquisitions):
             raise FeedwiseError("acquisitions are listed twice")
+        hist = [a for a in self.acquisitions if a in HISTORY_ACQUISITIONS]
+        if hist and self.schedule != "one-shot":
+            raise FeedwiseError(f"{', '.join(hist)} need the one-shot schedule: a build-up round scores examples "
+                                "its models never trained on, so they have no prediction history")
         if not self.fractions:
             raise FeedwiseError("give at least one fraction")
         self.fractions = sorted({check_fraction(f) for f in self.fractions})
@@ -178,9 +200,9 @@ class SubsetStudy:
                            eval_every=eval_every, target=None, stop_at_target=False, seed=seed, evaluate_test=test)
 
     def _run(self, trial: TrialDir, data: Dataset, cfg: TrainConfig, widths, record: dict, callbacks=(),
-             bar=None) -> dict:
+             bar=None, feeder=None) -> dict:
         task = bar.add_task(trial.id, total=cfg.budget_steps()) if bar is not None else None
-        result, _ = run_trial(trial, self.w, data, cfg, UniformFeeder(), device=self.device, callbacks=callbacks,
+        result, _ = run_trial(trial, self.w, data, cfg, feeder or UniformFeeder(), device=self.device, callbacks=callbacks,
                               record={**record, "train_size": data.num_train},
                               progress=(lambda s, t: bar.update(task, completed=s)) if bar is not None else None,
                               model_fn=self._model_fn(data, widths))
@@ -193,16 +215,22 @@ class SubsetStudy:
 
     # ------------------------------------------------------------------ acquisition
     def _ensemble(self, ens_id: str, train_idx: np.ndarray, pool_idx: np.ndarray, member_prefix: str,
-                  seed_base: int, bar) -> EnsembleScorer:
-        """Train (or resume) the ensemble ``ens_id`` on ``train_idx``, scoring ``pool_idx``; returns the scorer."""
+                  seed_base: int, bar, history: tuple[str, ...] = ()) -> tuple[EnsembleScorer, dict[str, np.ndarray]]:
+        """Train (or resume) the ensemble ``ens_id`` on ``train_idx``, scoring ``pool_idx``; returns the scorer
+        and, for each history acquisition in ``history``, its score of every pool example averaged over the
+        models (the pool must then be the training set: each model's own prediction history scores it)."""
+        if history and not (np.array_equal(train_idx, pool_idx) and len(pool_idx) == self.n):
+            raise FeedwiseError("history acquisitions score the examples the models train on: one-shot only")
         state_path = self.root / "scores" / f"{ens_id}.npz"
         scorer = EnsembleScorer(len(pool_idx), self.data.num_classes)
+        hsum = {a: np.zeros(len(pool_idx)) for a in history}
         done: set[int] = set()
         if state_path.exists():
             with np.load(state_path) as z:
-                if np.array_equal(z["pool"], pool_idx):
+                if np.array_equal(z["pool"], pool_idx) and all(f"history_{a}" in z for a in history):
                     scorer.load_state_dict(z)
                     done = set(int(j) for j in z["members"])
+                    hsum = {a: np.array(z[f"history_{a}"]) for a in history}
         data = subset_data(self.data, train_idx) if len(train_idx) < self.n else self.data
         pool_x = self.data.x_train[torch.as_tensor(pool_idx, dtype=torch.long)]
         every, steps = self.spec.member_schedule(self.acq_steps)
@@ -210,8 +238,13 @@ class SubsetStudy:
         def run_member(j, streamer):
             trial = self.study.trial(f"{member_prefix}-m{j}")
             cfg = self._cfg(steps, every, seed_base + j, test=False)
+            feeder = EmphasisFeeder("uniform") if history else UniformFeeder()  # the same draws
             self._run(trial, data, cfg, self.req.acq_widths, {"role": "acquisition", "ensemble": ens_id,
-                                                              "member": j}, callbacks=[streamer], bar=bar)
+                                                              "member": j}, callbacks=[streamer], bar=bar,
+                      feeder=feeder)
+            for a in history:
+                sc = HISTORY_SCORES[HISTORY_ACQUISITIONS[a]](feeder.history.rows()).cpu()
+                hsum[a] += torch.nan_to_num(sc, nan=fill_value(sc)).numpy()
             rec = trial.read()
             rec.update({"checkpoints": streamer.checkpoints, "scored_examples": streamer.scored_examples,
                         "score_s": round(streamer.score_s, 6), "pool_size": int(len(pool_idx))})
@@ -220,11 +253,12 @@ class SubsetStudy:
         def save(j, streamer):
             done.add(j)
             tmp = state_path.with_suffix(".tmp.npz")
-            np.savez(tmp, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64), **scorer.state_dict())
+            np.savez(tmp, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64), **scorer.state_dict(),
+                     **{f"history_{a}": v for a, v in hsum.items()})
             tmp.replace(state_path)
 
         train_ensemble(self.spec, scorer, pool_x, run_member, done=done, after_member=save)
-        return scorer
+        return scorer, {a: v / self.spec.models for a, v in hsum.items()}
 
     def _save_subset(self, name: str, idx: np.ndarray, meta: dict) -> None:
         idx = np.asarray(idx, dtype=np.int64)
@@ -264,9 +298,10 @@ class SubsetStudy:
             if not todo:
                 return
             all_idx = np.arange(n)
-            scorer = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", 1000, bar)
+            history = tuple(a for a in acqs if a in HISTORY_ACQUISITIONS)
+            scorer, hist = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", 1000, bar, history=history)
             for a, f, b in todo:
-                scores = difficulty_scores(scorer.scores(a), r.keep, f)
+                scores = difficulty_scores(hist[a] if a in hist else scorer.scores(a), r.keep, f)
                 sel = select_top(scores, subset_size(f, n), seed=seed, labels=self.labels, balance=b,
                                  num_classes=self.data.num_classes)
                 self._save_subset(subset_name(a, f, b), sel.indices,
@@ -291,7 +326,7 @@ class SubsetStudy:
                         continue
                     pool = np.setdiff1d(np.arange(n), cur)
                     ens_id = f"{a}-{b}-r{rnd}"
-                    scorer = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", 1000 + 100 * rnd, bar)
+                    scorer, _ = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", 1000 + 100 * rnd, bar)
                     full_scores = np.full(n, -np.inf)
                     full_scores[pool] = difficulty_scores(scorer.scores(a), r.keep, f)
                     sel = select_top(full_scores, subset_size(f, n), seed=seed + rnd, labels=self.labels,
