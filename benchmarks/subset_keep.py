@@ -4,15 +4,16 @@ history scores, with and without label noise (mnist1d-mlp, one-shot).
     .venv/bin/python benchmarks/subset_keep.py                 # all four studies, one after another
     .venv/bin/python benchmarks/subset_keep.py --noise 0.2 --keep easiest   # one study (run two at once)
     .venv/bin/python benchmarks/subset_keep.py --summarize     # only (re)write the JSON from the folders
+    .venv/bin/python benchmarks/subset_keep.py --workload fashion-mnist-mlp   # the same on Fashion-MNIST
 
-Four `feedwise subset` studies into runs/bench-subset-keep/noise<τ>-<keep>/ (resumable): label noise
-0 and 0.2 × --keep hardest and easiest. Each: one-shot ensemble 4 models x 5 checkpoints (1,500 steps
-each, which also record the Active Bias history), acquisitions bald, variation-ratio, history-variance,
-history-closeness, history-hard and random, fractions 1/4, 1/2 and 4/5, balance none, the full-data
-step budget for every subset (3,000 steps, batch 128, momentum 0.9, lr 0.1), 2 target seeds, one
-torch thread. ``--keep auto`` is not run: it keeps the easiest below fraction 0.5 and the hardest from
+Four `feedwise subset` studies into runs/bench-subset-keep[-fashion]/noise<τ>-<keep>/ (resumable):
+label noise 0 and 0.2 × --keep hardest and easiest. Each: one-shot ensemble 4 models x 5 checkpoints
+(mnist1d 1,500 steps each, Fashion 750, which also record the Active Bias history), acquisitions bald,
+variation-ratio, history-variance, history-closeness, history-hard and random, fractions 1/4, 1/2 and
+4/5, balance none, the full-data step budget for every subset (mnist1d 3,000 steps, lr 0.1; Fashion
+1,500 steps, lr 0.05; batch 128, momentum 0.9), 2 target seeds, one torch thread. ``--keep auto`` is not run: it keeps the easiest below fraction 0.5 and the hardest from
 0.5 on, and with the same ensemble seeds its subsets are exactly those of the two runs (the JSON
-derives its cells). Writes benchmarks/results/subset_keep_mnist1d.json: per noise, keep, fraction and
+derives its cells). Writes benchmarks/results/subset_keep_<mnist1d|fashion>.json: per noise, keep, fraction and
 acquisition the mean test error over the seeds, the share of flipped labels in the subset and the
 difference to random and to full data.
 """
@@ -40,20 +41,29 @@ NOISES = (0.0, 0.2)
 KEEPS = ("hardest", "easiest")
 FRACTIONS = [0.25, 0.5, 0.8]
 ACQUISITIONS = ["bald", "variation-ratio", "history-variance", "history-closeness", "history-hard", "random"]
-PROTOCOL = dict(ensemble="4x5", acq_steps=1500, target_steps=3000, seeds=2)
-RUNS = ROOT / "runs" / "bench-subset-keep"
-OUT = ROOT / "benchmarks" / "results" / "subset_keep_mnist1d.json"
+PROTOCOLS = {  # the scale of benchmarks/subset_study.py
+    "mnist1d-mlp": dict(ensemble="4x5", acq_steps=1500, target_steps=3000, seeds=2),
+    "fashion-mnist-mlp": dict(ensemble="4x5", acq_steps=750, target_steps=1500, seeds=2),
+}
+SHORT = {"mnist1d-mlp": "mnist1d", "fashion-mnist-mlp": "fashion"}
+WORKLOAD = "mnist1d-mlp"  # set by --workload
 
 
 def request(noise: float, keep: str) -> SubsetRequest:
-    return SubsetRequest(workload="mnist1d-mlp", acquisitions=ACQUISITIONS, fractions=FRACTIONS,
-                         ensemble=PROTOCOL["ensemble"], schedule="one-shot", seeds=PROTOCOL["seeds"],
-                         balances=["none"], budgets=["steps"], target_steps=PROTOCOL["target_steps"],
-                         acq_steps=PROTOCOL["acq_steps"], keep=keep, data=DataOptions(label_noise=noise))
+    proto = PROTOCOLS[WORKLOAD]
+    return SubsetRequest(workload=WORKLOAD, acquisitions=ACQUISITIONS, fractions=FRACTIONS,
+                         ensemble=proto["ensemble"], schedule="one-shot", seeds=proto["seeds"],
+                         balances=["none"], budgets=["steps"], target_steps=proto["target_steps"],
+                         acq_steps=proto["acq_steps"], keep=keep, data=DataOptions(label_noise=noise))
 
 
 def folder(noise: float, keep: str) -> Path:
-    return RUNS / f"noise{noise:g}-{keep}"
+    suffix = "" if WORKLOAD == "mnist1d-mlp" else "-" + SHORT[WORKLOAD]
+    return ROOT / "runs" / f"bench-subset-keep{suffix}" / f"noise{noise:g}-{keep}"
+
+
+def out_path() -> Path:
+    return ROOT / "benchmarks" / "results" / f"subset_keep_{SHORT[WORKLOAD]}.json"
 
 
 def summarize() -> dict:
@@ -61,7 +71,7 @@ def summarize() -> dict:
     for noise in NOISES:
         flipped = None
         if noise:
-            data = get_workload("mnist1d-mlp").load(label_noise=noise)
+            data = get_workload(WORKLOAD).load(label_noise=noise)
             flipped = np.zeros(data.num_train, bool)
             flipped[data.noisy_indices] = True
         for keep in KEEPS:
@@ -101,20 +111,24 @@ def summarize() -> dict:
                 best[f"noise{noise:g}-{f:g}"] = {"keep": b["keep"], "acquisition": b["acquisition"],
                                                  "test_error": b["test_error"], "full_error": b["full_error"],
                                                  "random_error": rnd["test_error"] if rnd else None}
-    return {"benchmark": "subset_keep", "workload": "mnist1d-mlp",
-            "protocol": {**PROTOCOL, "schedule": "one-shot", "fractions": FRACTIONS, "acquisitions": ACQUISITIONS,
-                         "balance": "none", "budget": "steps", "batch_size": 128, "lr": 0.1, "threads": 1,
+    return {"benchmark": "subset_keep", "workload": WORKLOAD,
+            "protocol": {**PROTOCOLS[WORKLOAD], "schedule": "one-shot", "fractions": FRACTIONS,
+                         "acquisitions": ACQUISITIONS, "balance": "none", "budget": "steps", "batch_size": 128,
+                         "lr": get_workload(WORKLOAD).lr, "threads": 1,
                          "noises": list(NOISES), "keeps": list(KEEPS)},
             "auto_rule": "auto = easiest below fraction 0.5, hardest from 0.5 on: its cells are copied from those runs",
             "studies": studies, "cells": unique, "auto_cells": auto, "best_per_fraction": best}
 
 
 def main() -> None:
+    global WORKLOAD
     ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", default="mnist1d-mlp", choices=sorted(PROTOCOLS))
     ap.add_argument("--noise", type=float, choices=NOISES, default=None)
     ap.add_argument("--keep", choices=KEEPS, default=None)
     ap.add_argument("--summarize", action="store_true", help="only write the JSON from the study folders")
     a = ap.parse_args()
+    WORKLOAD = a.workload
     if not a.summarize:
         for noise in NOISES if a.noise is None else [a.noise]:
             for keep in KEEPS if a.keep is None else [a.keep]:
@@ -124,11 +138,11 @@ def main() -> None:
                 print(f"noise {noise:g} keep {keep}: {ran} trials, {time.time() - t0:.0f} s", flush=True)
     res = summarize()
     res["command"] = " ".join(sys.argv)
-    write_json(OUT, res)
+    write_json(out_path(), res)
     for k, b in res["best_per_fraction"].items():
         print(f"{k}: best {b['acquisition']} ({b['keep']}) {b['test_error']:.4f}; random {b['random_error']}; "
               f"full {b['full_error']:.4f}")
-    print(f"wrote {OUT}")
+    print(f"wrote {out_path()}")
 
 
 if __name__ == "__main__":

@@ -89,13 +89,16 @@ def rows() -> list[tuple[str, str, str, str]]:
             parts.append(f"{v['budget']}: best {best[0]} {best[1]['error']:.3f} vs random {v['random_error']:.3f}")
         out.append((f"{wl} one-shot 50% subset test error (full data {s['full_data']['test_error']['mean']:.3f})",
                     "; ".join(parts), "paper: no loss at 50%", f"subset_study_{wl}.json"))
-    sk = load("subset_keep_mnist1d.json")
-    cells = [c for c in sk["cells"] if c["noise"] == 0.2 and c["fraction"] == 0.8]
-    clean = min((c for c in cells if c["acquisition"].startswith("history")), key=lambda c: c["test_error"])
-    rnd = next(c for c in cells if c["acquisition"] == "random")
-    out.append(("mnist1d 20% noise, 4/5 subset by the training history (best of history-*; flipped share) vs random vs all data",
-                f"{clean['acquisition']} ({clean['keep']}) {clean['test_error']:.4f} ({clean['flipped_share']:.2f}) vs "
-                f"{rnd['test_error']:.4f} vs {clean['full_error']:.4f}", "(cleaning)", "subset_keep_mnist1d.json"))
+    for short in ("mnist1d", "fashion"):
+        sk = load(f"subset_keep_{short}.json")
+        cells = [c for c in sk["cells"] if c["noise"] == 0.2 and c["fraction"] == 0.8]
+        clean = min((c for c in cells if c["acquisition"].startswith("history")), key=lambda c: c["test_error"])
+        rnd = next(c for c in cells if c["acquisition"] == "random")
+        out.append((f"{short} 20% noise, 4/5 subset by the training history (best of history-*; flipped share) "
+                     "vs random vs all data",
+                     f"{clean['acquisition']} ({clean['keep']}) {clean['test_error']:.4f} ({clean['flipped_share']:.2f}) "
+                     f"vs {rnd['test_error']:.4f} vs {clean['full_error']:.4f}", "(cleaning)",
+                     f"subset_keep_{short}.json"))
     for short, name in (("mnist1d", "flag_mnist1d_noise0.2.json"), ("fashion", "flag_fashion_noise0.2.json")):
         fl = load(name)
         out.append((f"AUROC of flagging flipped labels, {short} 20% noise, {len(fl['seeds'])} seeds",
