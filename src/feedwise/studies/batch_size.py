@@ -68,21 +68,18 @@ the batch size's trials of ``wall_s / steps_run``, training time only), ``time_t
 ``time_to_result_model_s = steps_to_result * s_per_step``.
 
 Where things live: the search space and its sampler in :mod:`feedwise.studies.search_space`,
-the summary (files only) in :mod:`feedwise.studies.batch_size_summary`, the pure maths in
-:mod:`feedwise.studies.scaling`; this module holds the budget, the storage, pruning and the run.
+the summary (files only) in :mod:`feedwise.studies.batch_size_summary`, the Optuna storage and
+exact pruning in :mod:`feedwise.studies.batch_size_storage`, the pure maths in
+:mod:`feedwise.studies.scaling`; this module holds the budget, the request and the run.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
-import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
 
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
@@ -90,6 +87,8 @@ from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar
 from feedwise.results import StudyDir
 from feedwise.studies import scaling
+from feedwise.studies.batch_size_storage import (ExactPruner, StoragePruner, finished_count, mark_stale,
+                                                 open_storage, redact)
 from feedwise.studies.batch_size_summary import FINISHED, KIND, summarize  # noqa: F401  (re-exported)
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.search_space import (LOG_PARAMS, PARAMS, distributions, load_space_file,  # noqa: F401
@@ -173,105 +172,6 @@ def make_config(batch_size: int, params: dict, optimizer: str, budget: Budget, t
                        seed=seed, evaluate_test=False)
 
 
-# ---------------------------------------------------------------------------------- storage
-def open_storage(url: str, heartbeat: int = 10):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    kwargs = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    error = None
-    for attempt in range(6):  # workers starting together race to create the tables: retry
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
-                                                  grace_period=max(2, 3 * int(heartbeat)), **kwargs)
-            except Exception as e:
-                error = e
-        time.sleep(0.5 * (attempt + 1))
-    raise FeedwiseError(f"cannot open Optuna storage {_redact(url)}: {error}")
-
-
-def _finished_count(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def best_steps(study) -> int | None:
-    """Best steps-to-result among this batch size's COMPLETE trials in the storage."""
-    from optuna.trial import TrialState
-
-    vals = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
-    return int(min(vals)) if vals else None
-
-
-def mark_stale(study, out: StudyDir) -> list[str]:
-    """Fail trials whose heartbeat stopped and mark their folders ``unfinished``."""
-    import optuna
-    from optuna.trial import TrialState
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optuna.storages.fail_stale_trials(study)
-    marked = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        tid = t.user_attrs.get("trial_dir")
-        if not tid:
-            continue
-        td = out.trial(tid)
-        if td.exists():
-            rec = td.read()
-            if rec.get("status") == "running":
-                td.write({**rec, "status": "unfinished", "optuna_state": "FAIL"})
-                marked.append(tid)
-    return marked
-
-
-class ExactPruner:
-    """Engine callback: ``pruned`` once the trial cannot beat the batch size's best result.
-
-    Reads the best from the storage at most every ``refresh_s`` seconds (other workers)."""
-
-    def __init__(self, study, eval_every: int, refresh_s: float = 0.5):
-        self.study, self.eval_every, self.refresh_s = study, eval_every, refresh_s
-        self.best, self._t = None, -math.inf
-
-    def __call__(self, trainer, row) -> str | None:
-        now = time.monotonic()
-        if now - self._t >= self.refresh_s:
-            self.best, self._t = best_steps(self.study), now
-        if scaling.should_prune(trainer.step, self.eval_every, self.best):
-            return "pruned"
-        return None
-
-
-class StoragePruner:
-    """Exact pruning for data-parallel trials: the worker's ``stop_rule`` (rank 0, after each
-    evaluation). Picklable: it opens the storage by URL in the process that calls it."""
-
-    def __init__(self, url: str, study: str, eval_every: int, refresh_s: float = 0.5):
-        self.url, self.study_name, self.eval_every, self.refresh_s = url, study, eval_every, refresh_s
-        self._study, self.best, self._t = None, None, -math.inf
-
-    def __getstate__(self):
-        return {**self.__dict__, "_study": None, "best": None, "_t": -math.inf}
-
-    def __call__(self, step: int, row: dict) -> str | None:
-        now = time.monotonic()
-        if now - self._t >= self.refresh_s:
-            if self._study is None:
-                import optuna
-
-                optuna.logging.set_verbosity(optuna.logging.ERROR)
-                self._study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.url))
-            self.best, self._t = best_steps(self._study), now
-        return "pruned" if scaling.should_prune(step, self.eval_every, self.best) else None
-
-
 # ---------------------------------------------------------------------------------- the study
 def study_config(req: BatchSizeRequest, space: dict, target: float, budget: Budget) -> dict:
     """What defines the results (batch sizes and trial counts may grow on a resume)."""
@@ -308,7 +208,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     url = storage or f"sqlite:///{Path(out).resolve() / 'study.db'}"
     sd.open(KIND, study_config(req, space, target, budget), command=command,
             extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
-                   "storage": _redact(url), "world_size": world,
+                   "storage": redact(url), "world_size": world,
                    "threads_per_worker": n_threads if world > 1 else None})
     store = open_storage(url, heartbeat)
     batch_sizes = sorted(set(int(b) for b in req.batch_sizes))
@@ -321,7 +221,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                                         direction="minimize", load_if_exists=True)
             study.set_user_attr("batch_size", b)
             mark_stale(study, sd)
-            inner = bar.add_task(f"bs={b} trials", total=req.trials, completed=min(req.trials, _finished_count(study)))
+            inner = bar.add_task(f"bs={b} trials", total=req.trials, completed=min(req.trials, finished_count(study)))
 
             def objective(trial, b=b, study=study, inner=inner):
                 params = suggest(trial, space)
@@ -348,15 +248,14 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                     bar.remove_task(task)
                 return _objective_value(trial, result, bar, inner)
 
-            while (done := _finished_count(study)) < req.trials:
+            while (done := finished_count(study)) < req.trials:
                 n = req.trials - done
                 try:
                     study.optimize(objective, n_trials=n if jobs > 1 else 1, n_jobs=min(jobs, n), catch=())
                 except BaseException:
-                    mark_stale(study, sd)
-                    _mark_failed(study, sd)
+                    mark_stale(study, sd)  # also turns this process's FAIL trial folder into ``unfinished``
                     raise
-                bar.update(inner, completed=min(req.trials, _finished_count(study)))
+                bar.update(inner, completed=min(req.trials, finished_count(study)))
             mark_stale(study, sd)
             bar.remove_task(inner)
             bar.advance(outer)
@@ -390,25 +289,3 @@ def _run_parallel_trial(td, req: BatchSizeRequest, cfg: TrainConfig, record: dic
                       data=asdict(req.data), device=dev.type, trial_path=str(td.path), record=record,
                       measure_model=False, stop_rule=StoragePruner(url, study, cfg.eval_every))
     return run_parallel(spec, data=data)
-
-
-def _mark_failed(study, sd: StudyDir) -> None:
-    """After an exception in this process: its FAIL trial's folder becomes ``unfinished``."""
-    from optuna.trial import TrialState
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        tid = t.user_attrs.get("trial_dir")
-        if tid and sd.trial(tid).exists():
-            rec = sd.trial(tid).read()
-            if rec.get("status") == "running":
-                sd.trial(tid).write({**rec, "status": "unfinished", "optuna_state": "FAIL"})
-
-
-def _redact(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-# quiet optuna's own logger when imported as a library
-logging.getLogger("optuna").setLevel(logging.ERROR)
