@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from feedwise.errors import FeedwiseError
-from feedwise.studies.emphasis import auroc, holm, paired_tests, summarise, top_share
+from feedwise.studies.diagnostics import auroc, top_share
+from feedwise.studies.emphasis_summary import holm, paired_tests, summarise
 
 
 def test_paired_tests_match_scipy():
