@@ -112,9 +112,14 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         for name, col in REGIME_COLORS.items():
             if name in ("perfect scaling", "diminishing returns", "maximal data parallelism"):
                 ax.scatter([], [], color=col, s=40, label=name)
-    _log_axes_or_note(ax, "no batch size reached the target")
+    return _finish_log_plot(fig, ax, path, "steps to reach the target", title, "no batch size reached the target")
+
+
+def _finish_log_plot(fig, ax, path: Path, ylabel: str, title: str, note: str) -> Path:
+    """Log-log axes over batch size (or ``note`` when nothing was plotted), labels, grid, legend, save."""
+    _log_axes_or_note(ax, note)
     ax.set_xlabel("batch size")
-    ax.set_ylabel("steps to reach the target")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     legend_if_any(ax, fontsize=7)
@@ -154,13 +159,8 @@ def plot_lr(curves: list[tuple[str, dict]], path: Path, title: str = "") -> Path
         grid = [b0 * (bmax / b0) ** (j / 40) for j in range(41)]
         ax.plot(grid, [l0 * b / b0 for b in grid], color="0.5", lw=1, label="linear scaling (lr ∝ B)")
         ax.plot(grid, [l0 * (b / b0) ** 0.5 for b in grid], color="0.5", lw=1, ls="--", label="square-root (lr ∝ √B)")
-    _log_axes_or_note(ax, "no batch size reached the target: no best learning rate")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("best learning rate")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    legend_if_any(ax, fontsize=7)
-    return save(fig, path, dpi=90)
+    return _finish_log_plot(fig, ax, path, "best learning rate", title,
+                            "no batch size reached the target: no best learning rate")
 
 
 def has_time(summary: dict) -> bool:
