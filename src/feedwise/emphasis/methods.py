@@ -103,24 +103,22 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def check_epsilon(epsilon: float) -> float:
+def _check_non_negative(value, name: str, unit: str = "") -> float:
     try:
-        e = float(epsilon)
+        v = float(value)
     except (TypeError, ValueError):
-        raise FeedwiseError(f"epsilon must be a number, got {epsilon!r}") from None
-    if not (e >= 0 and math.isfinite(e)):
-        raise FeedwiseError(f"epsilon must be finite and >= 0, got {epsilon}")
-    return e
+        raise FeedwiseError(f"{name} must be a number{' of ' + unit if unit else ''}, got {value!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise FeedwiseError(f"{name} must be finite and >= 0{' ' + unit if unit else ''}, got {value}")
+    return v
+
+
+def check_epsilon(epsilon: float) -> float:
+    return _check_non_negative(epsilon, "epsilon")
 
 
 def check_burn_in(burn_in: float) -> float:
-    try:
-        b = float(burn_in)
-    except (TypeError, ValueError):
-        raise FeedwiseError(f"burn-in must be a number of epochs, got {burn_in!r}") from None
-    if not (b >= 0 and math.isfinite(b)):
-        raise FeedwiseError(f"burn-in must be finite and >= 0 epochs, got {burn_in}")
-    return b
+    return _check_non_negative(burn_in, "burn-in", "epochs")
 
 
 def fill_value(scores: torch.Tensor) -> float:
