@@ -287,5 +287,5 @@ def _run_parallel_trial(td, req: BatchSizeRequest, cfg: TrainConfig, record: dic
 
     spec = WorkerSpec(req.workload, cfg, mode="sync", world_size=world, threads_per_worker=threads,
                       data=asdict(req.data), device=dev.type, trial_path=str(td.path), record=record,
-                      measure_model=False, stop_rule=StoragePruner(url, study, cfg.eval_every))
+                      measure_model=False, callbacks=[StoragePruner(url, study, cfg.eval_every)])
     return run_parallel(spec, data=data)

@@ -96,8 +96,8 @@ class ExactPruner:
 
 
 class StoragePruner:
-    """Exact pruning for data-parallel trials: the worker's ``stop_rule`` (rank 0, after each
-    evaluation). Picklable: it opens the storage by URL in the process that calls it."""
+    """Exact pruning for data-parallel trials: an engine callback that travels to the ranks (rank 0
+    calls it after each evaluation). Picklable: it opens the storage by URL in the process that calls it."""
 
     def __init__(self, url: str, study: str, eval_every: int, refresh_s: float = 0.5):
         self.url, self.study_name, self.eval_every, self.refresh_s = url, study, eval_every, refresh_s
@@ -106,7 +106,8 @@ class StoragePruner:
     def __getstate__(self):
         return {**self.__dict__, "_study": None, "best": None, "_t": -math.inf}
 
-    def __call__(self, step: int, row: dict) -> str | None:
+    def __call__(self, trainer, row: dict) -> str | None:
+        step = trainer.step
         now = time.monotonic()
         if now - self._t >= self.refresh_s:
             if self._study is None:

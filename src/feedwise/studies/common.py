@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from typing import Callable, Iterable
 
 import torch
 
 from feedwise.data.sources import Dataset
-from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer
+from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer, record_run
 from feedwise.feeders import Feeder
 from feedwise.results import TrialDir
 from feedwise.workloads import Workload
@@ -46,14 +45,7 @@ def pick_device(device: str = "auto") -> torch.device:
 def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,
               device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
               progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
-    """Train one run and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
-    base = {
-        "id": trial.id, "workload": workload.name, "hparams": cfg.hparams(), "seed": cfg.seed,
-        "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
-        "target": cfg.target, "feed": feeder.state(), "config": asdict(cfg), **(record or {}),
-    }
+    """Train one run in this process and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
     trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device)
-    trial.start(base)
-    result = trainer.run(callbacks=callbacks, on_row=trial.add_row, progress=progress)
-    trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device)})
+    result = record_run(trial, trainer, workload.name, record=record, callbacks=callbacks, progress=progress)
     return result, trainer
