@@ -41,7 +41,13 @@ def _rows(trial_dir: Path) -> dict:
 
 
 def _study(root: Path) -> dict:
-    return {p.name: _rows(p) for p in sorted((root / "trials").iterdir()) if (p / "trial.json").exists()}
+    out = {p.name: _rows(p) for p in sorted((root / "trials").iterdir()) if (p / "trial.json").exists()}
+    if (root / "scores.npz").exists():   # flag: every score of every example
+        import numpy as np
+
+        with np.load(root / "scores.npz") as z:
+            out["scores"] = {k: z[k].tolist() for k in sorted(z.files)}
+    return out
 
 
 def run(label: str) -> Path:
@@ -56,6 +62,9 @@ def run(label: str) -> Path:
         "train": ["train", *common, "--steps", "300", "--eval-every", "25", "--target", "0.55", "--seed", "3"],
         "train-wpv": ["train", *common, "--steps", "300", "--eval-every", "25", "--feed", "wpv", "--no-stop",
                       "--label-noise", "0.2"],
+        "train-loss": ["train", *common, "--steps", "300", "--eval-every", "25", "--feed", "loss", "--no-stop"],
+        "train-stc": ["train", *common, "--steps", "300", "--eval-every", "25", "--feed", "stc", "--no-stop"],
+        "flag": ["flag", *common, "--steps", "200", "--eval-every", "25", "--label-noise", "0.2"],
         "batch-size": ["batch-size", *common, "--batch-sizes", "32,128", "--trials", "3", "--max-steps", "200",
                        "--ref-batch", "0", "--eval-every", "20", "--target", "0.6", "--optimizer", "momentum"],
         "emphasis": ["emphasis", *common, "--methods", "uniform,spv,wpv", "--seeds", "2", "--steps", "150",

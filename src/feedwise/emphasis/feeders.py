@@ -20,10 +20,10 @@ from functools import partial
 import torch
 
 from feedwise.emphasis.history import PredictionHistory
-from feedwise.emphasis.methods import (DEFAULT_BURN_IN, METHODS, SCORES, check_burn_in,
-                                       check_epsilon, draw, fill_value, get_method)
+from feedwise.emphasis.methods import DEFAULT_BURN_IN, METHODS, check_burn_in, check_epsilon, draw, get_method
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import Feeder, register_feeder
+from feedwise.scores import emphasis, fill_value
 
 
 _MAX_LOSS = -math.log(1e-12)
@@ -49,7 +49,7 @@ class EmphasisFeeder(Feeder):
         self.flush_every = int(flush_every)
         self._history: PredictionHistory | None = None
         self._pending: list = []
-        self._score = SCORES.get(self.method.score)
+        self._score = self.method.scorer
         self._eps = self.epsilon + 1e-12  # all-zero scores with epsilon 0 give equal weights, not 0/0
 
     def bind(self, num_examples, generator, device="cpu"):
@@ -58,7 +58,7 @@ class EmphasisFeeder(Feeder):
         self._pending = []
         self._stale = None
         self.last_loss = torch.full((num_examples,), float("nan"), device=self.device) \
-            if self.method.score == "loss" else None
+            if self._score is not None and self._score.source == "losses" else None
         self._fill = 0.0
         self._sampled_epochs = 0
         self._order, self._order_w = self._new_order()
@@ -120,7 +120,7 @@ class EmphasisFeeder(Feeder):
             order = draw(p.cpu(), n, self.generator)
             self._sampled_epochs += 1
             w = None
-            if m.score == "loss":  # importance sampling: 1/(N p) keeps the expected gradient unbiased
+            if m.importance_weights:  # importance sampling: 1/(N p) keeps the expected gradient unbiased
                 w = (1.0 / (n * p.cpu()[order])).to(torch.float32).to(self.device)
             return order.to(self.device), w
         if m.name == "scan":
@@ -132,21 +132,22 @@ class EmphasisFeeder(Feeder):
             # replacement an example's history does not change between the start of the epoch and
             # its visit (it is observed once per epoch, when it is visited).
             self.flush()
-            sc = SCORES[m.score](self._history.rows())
+            sc = self._score(self._history.rows())
             self._fill = fill_value(sc)
-            sc = torch.nan_to_num(sc, nan=self._fill).clamp_min(0) + self._eps
-            return order, sc.to(torch.float32)[order]
+            return order, emphasis(sc, self._eps, self._fill).to(torch.float32)[order]
         return order, None
 
+    def given(self) -> torch.Tensor:
+        """What this method's score reads: the history rows or the last losses."""
+        self.flush()
+        return self.last_loss.double() if self._score.source == "losses" else self._history.rows()
+
+    def emphasis_scores(self) -> torch.Tensor:
+        """Every example's current emphasis, score + ε (ε × mean for a loss), before normalisation."""
+        return emphasis(self._score(self.given()), self.epsilon, relative=self._score.relative_epsilon)
+
     def _probabilities(self) -> torch.Tensor:
-        m = self.method
-        if m.score == "loss":
-            s = self.last_loss.double()
-            s = torch.nan_to_num(s, nan=fill_value(s)).clamp_min(0)
-            s = s + self.epsilon * s.mean()
-        else:
-            s = SCORES[m.score](self._history.rows())
-            s = torch.nan_to_num(s, nan=fill_value(s)).clamp_min(0) + self.epsilon
+        s = self.emphasis_scores()
         total = s.sum()
         return s / total if bool(total > 0) else torch.full_like(s, 1.0 / len(s))
 
@@ -214,9 +215,8 @@ class EmphasisFeeder(Feeder):
         mark = torch.zeros(self.num_examples, dtype=torch.bool, device=self.device)
         mark[stale] = True  # a mask, not torch.isin: O(N), 50x faster at N = 45,000
         pos = mark[self._order].nonzero().squeeze(1)
-        sc = SCORES[self.method.score](self._history.rows(self._order[pos]))
-        sc = torch.nan_to_num(sc, nan=self._fill).clamp_min(0) + self._eps
-        self._order_w[pos] = sc.to(torch.float32)
+        sc = self._score(self._history.rows(self._order[pos]))
+        self._order_w[pos] = emphasis(sc, self._eps, self._fill).to(torch.float32)
         self._norm = (0, 0, 0)  # normalised weights are stale too
 
     def _ones(self, k: int) -> torch.Tensor:

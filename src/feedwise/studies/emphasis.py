@@ -119,16 +119,9 @@ def diagnostics(trainer: Trainer, feeder: EmphasisFeeder, data: Dataset) -> dict
         d["top_share_std"] = top_share(std, noisy)
         d["top_share_mean"] = top_share(-mean, noisy)
         d["top_share_loss"] = top_share(loss, noisy)
-        m = feeder.method
-        if m.how != "order":
+        if feeder.method.how != "order":
             # share of the emphasis (sampling probability / loss weight mass) on flipped examples
-            from feedwise.emphasis.methods import scores
-            if m.score == "loss":
-                s = feeder.last_loss.double().cpu().numpy()
-                s = np.nan_to_num(s, nan=np.nanmean(s))
-                s = s + feeder.epsilon * s.mean()
-            else:
-                s = scores(h, m).cpu().numpy() + feeder.epsilon
+            s = feeder.emphasis_scores().cpu().numpy()
             d["emphasis_mass_noisy"] = float(s[noisy].sum() / s.sum())
     return d
 
@@ -216,7 +209,7 @@ def search_space(method: str, lr: float) -> dict:
     space = {"lr": ("log", lr / 3, lr * 3)}
     m = get_method(method)
     if m.how != "order":
-        space["epsilon"] = ("log", 0.1, 10.0) if m.score == "loss" else ("log", 1e-3, 1.0)
+        space["epsilon"] = ("log", 0.1, 10.0) if m.scorer.relative_epsilon else ("log", 1e-3, 1.0)
         space["burn_in"] = ("int", 1, 4)
     return space
 

@@ -46,6 +46,7 @@ from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.results import StudyDir
+from feedwise.scores import get_score
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.diagnostics import auroc, rank, top_k_share  # noqa: F401  (re-exported)
 from feedwise.studies.train import DataOptions
@@ -53,7 +54,10 @@ from feedwise.subset.ensemble import CheckpointStreamer
 from feedwise.subset.scorer import EnsembleScorer
 from feedwise.workloads import get_workload
 
-SCORES = ("1-pbar", "std", "loss", "entropy", "bald", "variation-ratio")
+# flag's names -> the scores of feedwise.scores (higher = more likely mislabelled)
+SCORE_OF = {"1-pbar": "hard", "std": "variance", "loss": "loss", "entropy": "entropy", "bald": "bald",
+            "variation-ratio": "variation-ratio"}
+SCORES = tuple(SCORE_OF)
 SCORE_DESCRIPTIONS = {
     "1-pbar": "1 − p̄ (Active Bias mean probability of the given label, over training)",
     "std": "Active Bias std̂ of the given label's probability over training",
@@ -124,11 +128,12 @@ def _compute_scores(trainer, feeder: EmphasisFeeder, scorer: EnsembleScorer, dat
     probs = trainer.predict_proba(data.x_train).cpu()
     y = data.y_train.cpu()
     p_label = probs.gather(1, y[:, None]).squeeze(1).double().numpy()
-    out = {"1-pbar": 1.0 - h.mean().cpu().numpy(), "std": h.std().cpu().numpy(),
-           "loss": -np.log(np.clip(p_label, 1e-12, None)),
-           "predicted": probs.argmax(1).numpy().astype(np.int64)}
-    for name in ("entropy", "bald", "variation-ratio"):
-        out[name] = scorer.scores(name)
+    given = {"history": h, "ensemble": scorer.state, "losses": -np.log(np.clip(p_label, 1e-12, None))}
+    out = {"predicted": probs.argmax(1).numpy().astype(np.int64)}
+    for name, score in SCORE_OF.items():
+        sc = get_score(score)
+        v = sc(given[sc.source])
+        out[name] = v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)
     return out
 
 

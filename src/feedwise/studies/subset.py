@@ -51,12 +51,11 @@ import torch
 
 from feedwise.data.sources import Dataset
 from feedwise.emphasis.feeders import EmphasisFeeder
-from feedwise.emphasis.methods import SCORES as HISTORY_SCORES
-from feedwise.emphasis.methods import fill_value
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar, say
+from feedwise.scores import fill_value, get_score
 from feedwise.results import StudyDir, TrialDir, read_json, write_json
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.subset_summary import (BREAK_EVEN_RULE, break_even, fraction_tag,  # noqa: F401  (re-exported)
@@ -70,7 +69,7 @@ from feedwise.workloads import Workload, get_workload
 
 SCHEDULES = ("one-shot", "build-up")
 BUDGETS = ("steps", "epochs")
-# acquisition name -> score of the Active Bias history (feedwise.emphasis.methods.SCORES)
+# acquisition name -> score of the Active Bias history (feedwise.scores)
 HISTORY_ACQUISITIONS = {"history-variance": "variance", "history-closeness": "closeness", "history-hard": "hard"}
 
 
@@ -243,7 +242,7 @@ class SubsetStudy:
                                                               "member": j}, callbacks=[streamer], bar=bar,
                       feeder=feeder)
             for a in history:
-                sc = HISTORY_SCORES[HISTORY_ACQUISITIONS[a]](feeder.history.rows()).cpu()
+                sc = get_score(HISTORY_ACQUISITIONS[a])(feeder.history).cpu()
                 hsum[a] += torch.nan_to_num(sc, nan=fill_value(sc)).numpy()
             rec = trial.read()
             rec.update({"checkpoints": streamer.checkpoints, "scored_examples": streamer.scored_examples,
