@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feedwise.data.lazy import FeederBatches, LazyInputs
 from feedwise.data.sources import Dataset
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import Feeder, UniformFeeder
@@ -127,6 +128,15 @@ def lr_factor(cfg: TrainConfig, step: int, budget: int) -> float:
     if cfg.schedule == "linear":
         return 1.0 - (1.0 - cfg.end_factor) * t
     return cfg.end_factor + (1.0 - cfg.end_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _chunks(x, chunk: int):
+    """``x`` in consecutive chunks of rows: slices of a tensor, or batches fetched by loader workers."""
+    if isinstance(x, LazyInputs):
+        yield from x.batches(chunk)
+    else:
+        for i in range(0, len(x), chunk):
+            yield x[i:i + chunk]
 
 
 def init_model(model_fn: Callable[[], nn.Module], config: TrainConfig) -> nn.Module:
@@ -262,6 +272,26 @@ class Trainer:
         self._loss_steps = 0
         self._x, self._y = self.data.x_train, self.data.y_train
         self._grad_cache: torch.Tensor | None = None
+        # inputs read lazily from a map-style Dataset: loader workers fetch the feeder's batches ahead
+        self._lazy = isinstance(self._x, LazyInputs)
+        self._batches: FeederBatches | None = None
+        self._fetch = None
+
+    def _next_lazy_batch(self):
+        """(indices, weights, local indices, local weights, local inputs) of the next step, from the
+        loader whose batch sampler the feeder feeds (created at the first step)."""
+        if self._fetch is None:
+            strat = self.strategy
+            self._batches = FeederBatches(self.feeder, self.cfg.batch_size, self.budget - self.step,
+                                          local=strat.local if strat.world > 1 else None)
+            self._fetch = self._x.fetcher(self._batches)
+        xb = next(self._fetch)
+        idx, w, lidx, lw = self._batches.queue.popleft()
+        return idx, w, lidx, lw, xb.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop the loader workers of lazily read inputs (a later step starts new ones)."""
+        self._fetch, self._batches = None, None
 
     # ------------------------------------------------------------------ hot loop
     def train_steps(self, n: int) -> None:
@@ -274,16 +304,21 @@ class Trainer:
         observe = feeder.wants_observations
         decays = cfg.schedule != "constant"
         sharded = strat.world > 1
+        lazy = self._lazy
         loss_sum = self._loss_sum
         for _ in range(n):
             if decays:
                 f = lr_factor(cfg, self.step, self.budget)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * f
-            idx, w = feeder.next_batch(bs)
-            lidx, lw = strat.local(idx, w) if sharded else (idx, w)
+            if lazy:
+                idx, w, lidx, lw, xb = self._next_lazy_batch()
+            else:
+                idx, w = feeder.next_batch(bs)
+                lidx, lw = strat.local(idx, w) if sharded else (idx, w)
+                xb = x[lidx]
             yb = y[lidx]
-            out = net(x[lidx])
+            out = net(xb)
             opt.zero_grad(set_to_none=True)
             if lw is None and not observe:
                 if sharded:
@@ -335,11 +370,13 @@ class Trainer:
         x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
         was_training = self.model.training
         self.model.eval()
-        wrong, loss = 0, 0.0
-        for i in range(0, len(y), chunk):
-            out = self.model(x[i:i + chunk]).float()
-            wrong += int((out.argmax(1) != y[i:i + chunk]).sum())
-            loss += float(F.cross_entropy(out, y[i:i + chunk], reduction="sum"))
+        wrong, loss, i = 0, 0.0, 0
+        for xb in _chunks(x, chunk):
+            out = self.model(xb).float()
+            yb = y[i:i + len(xb)]
+            i += len(xb)
+            wrong += int((out.argmax(1) != yb).sum())
+            loss += float(F.cross_entropy(out, yb, reduction="sum"))
         self.model.train(was_training)
         n = max(1, len(y))
         return wrong / n, loss / n
@@ -349,8 +386,7 @@ class Trainer:
         """Softmax probabilities of the current model on ``x`` (N x K), in eval mode."""
         was_training = self.model.training
         self.model.eval()
-        out = torch.cat([torch.softmax(self.model(x[i:i + chunk].to(self.device)).float(), 1)
-                         for i in range(0, len(x), chunk)])
+        out = torch.cat([torch.softmax(self.model(xb.to(self.device)).float(), 1) for xb in _chunks(x, chunk)])
         self.model.train(was_training)
         return out
 
@@ -417,6 +453,7 @@ class Trainer:
                 self._loss_sum.zero_()
                 self._loss_steps = 0
             status = strat.decide(decision)
+        self.close()
         if status is None:
             status = "reached" if steps_to_result is not None else "budget"
         test_error = None

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from feedwise.data.lazy import take_rows
 from feedwise.data.sources import Dataset
 from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
@@ -146,7 +147,7 @@ def subset_data(data: Dataset, idx: np.ndarray) -> Dataset:
     """A copy of ``data`` whose training split is the rows ``idx`` (validation and test unchanged)."""
     t = torch.as_tensor(idx, dtype=torch.long)
     noisy = np.flatnonzero(np.isin(idx, data.noisy_indices)) if len(data.noisy_indices) else data.noisy_indices
-    return replace(data, x_train=data.x_train[t], y_train=data.y_train[t],
+    return replace(data, x_train=take_rows(data.x_train, idx), y_train=data.y_train[t],
                    clean_y_train=None if data.clean_y_train is None else data.clean_y_train[t],
                    noisy_indices=noisy.astype(np.int64), info={**data.info, "subset_size": int(len(idx))})
 
@@ -231,7 +232,7 @@ class SubsetStudy:
                     done = set(int(j) for j in z["members"])
                     hsum = {a: np.array(z[f"history_{a}"]) for a in history}
         data = subset_data(self.data, train_idx) if len(train_idx) < self.n else self.data
-        pool_x = self.data.x_train[torch.as_tensor(pool_idx, dtype=torch.long)]
+        pool_x = take_rows(self.data.x_train, pool_idx)
         every, steps = self.spec.member_schedule(self.acq_steps)
 
         def run_member(j, streamer):
