@@ -246,3 +246,40 @@ def test_fingerprint_is_the_content_of_the_files_read(tmp_path, xy, idx_folder, 
     assert load_dataset("mnist", data_dir=str(idx_folder), val_size=50).info["fingerprint"] != f
     # generated data has no files: its generator arguments (in DataOptions) define it
     assert "fingerprint" not in load_dataset("mnist1d", num_samples=600, val_size=50).info
+
+
+def test_data_options_are_absolute_and_checked(tmp_path, monkeypatch, xy):
+    from feedwise.studies.train import DataOptions
+
+    monkeypatch.chdir(tmp_path)
+    p = _npz(tmp_path / "digits.npz", x=xy[0], y=xy[1])
+    assert DataOptions(data_dir="digits.npz").data_dir == DataOptions(data_dir="./digits.npz").data_dir == p
+    assert DataOptions(data_dir="sub/../digits.npz").data_dir == p
+    for kw, msg in [({"data_dir": ""}, "--data-dir is empty"), ({"label_noise": 1.0}, r"label noise must be in \[0, 1\)"),
+                    ({"label_noise": float("nan")}, "label noise"), ({"split_seed": -1}, "--split-seed"),
+                    ({"noise_seed": -1}, "--noise-seed"), ({"max_train": 0}, "--max-train must be positive"),
+                    ({"num_samples": 5}, "--num-samples must be at least 20")]:
+        with pytest.raises(FeedwiseError, match=msg):
+            DataOptions(**kw)
+    opts = DataOptions(data_dir="digits.npz")
+    from feedwise.workloads import get_workload
+
+    ident = opts.identity(get_workload("npz-mlp").load(data_dir=opts.data_dir))
+    assert ident["data_dir"] == p and ident["fingerprint"].startswith("sha256:")
+
+
+def test_resume_follows_the_file_not_its_spelling(tmp_path, monkeypatch, xy, capsys):
+    """`./digits.npz` resumes a study made with `digits.npz`; other bytes under that name are refused."""
+    from feedwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    x, y = xy
+    _npz(tmp_path / "digits.npz", x=x, y=y)
+    run = ["train", "--workload", "npz-mlp", "--steps", "4", "--eval-every", "2", "--batch-size", "16", "--out", "o"]
+    assert main([*run, "--data-dir", "digits.npz"]) == 0
+    assert main([*run, "--data-dir", "./digits.npz"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    _npz(tmp_path / "digits.npz", x=x[::-1], y=y[::-1])
+    assert main([*run, "--data-dir", "digits.npz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a different study (data.fingerprint" in err[0]
