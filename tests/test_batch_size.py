@@ -213,7 +213,7 @@ def test_concurrent_trials_train_exactly_like_serial_ones(tmp_path, data_cache):
     """--jobs runs trials in threads: same Sobol point and same training per trial number."""
     def run(jobs):
         req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[64], trials=3, optimizer="momentum",
-                               target=0.0, budget=Budget(max_steps=60, ref_batch=0, eval_every=20), seed=2,
+                               target=1e-9, budget=Budget(max_steps=60, ref_batch=0, eval_every=20), seed=2,
                                space={"lr": [0.01, 0.3], "one_minus_momentum": [0.05, 0.5]}, data=TINY)
         run_batch_size_study(req, tmp_path / f"j{jobs}", threads=1, device="cpu", jobs=jobs)
         out = {}

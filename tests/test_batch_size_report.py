@@ -75,7 +75,7 @@ def test_gradient_norms_match_a_hand_computation():
 
 def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
     req = NoiseScaleRequest(workload="mnist1d-mlp", batch_size=64, lr=0.1, b_small=16, b_big=128,
-                            measure_every=20, max_steps=100, target=0.0, data=DataOptions(num_samples=2000))
+                            measure_every=20, max_steps=100, target=1e-9, data=DataOptions(num_samples=2000))
     s = run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu")
     assert s["measurements"] == 5 and len(s["series"]) == 5
     assert s["compute"]["examples_gradient"] == 5 * 128

@@ -124,3 +124,162 @@ def test_real_fashion_mnist_files():
     d = load_dataset("fashion-mnist")
     assert d.num_train == 55000 and len(d.y_test) == 10000 and d.num_classes == 10
     assert d.input_shape == (1, 28, 28)
+
+
+# --------------------------------------------------------------------------- data rules (load time)
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture
+def xy():
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(200, 6)).astype(np.float32), rng.integers(0, 4, 200)
+
+
+def test_nan_or_inf_inputs_are_a_data_error_naming_file_and_rows(tmp_path, xy):
+    x, y = xy
+    bad = x.copy()
+    bad[[3, 7, 9], 1] = np.nan
+    bad[11, 0] = np.inf
+    p = _npz(tmp_path / "nan.npz", x=bad, y=y)
+    with pytest.raises(FeedwiseError, match=r"nan\.npz: x has 4 row\(s\) holding NaN or inf \(first: row 3\)"):
+        load_dataset("npz", data_dir=p, val_size=20)
+    xt = x[:40].copy()
+    xt[5] = np.inf
+    p = _npz(tmp_path / "nantest.npz", x=x, y=y, x_test=xt, y_test=y[:40])
+    with pytest.raises(FeedwiseError, match=r"x_test has 1 row\(s\) holding NaN or inf \(first: row 5\)"):
+        load_dataset("npz", data_dir=p, val_size=20)
+    big = x.astype(np.float64)
+    big[0, 0] = 1e300          # finite in float64, inf in float32
+    p = _npz(tmp_path / "big.npz", x=big, y=y)
+    with pytest.raises(FeedwiseError, match=r"1 row\(s\) holding NaN or inf"):
+        load_dataset("npz", data_dir=p, val_size=20)
+
+
+def test_labels_are_zero_based_classes_from_the_training_labels(tmp_path, xy):
+    x, y = xy
+    with pytest.raises(FeedwiseError, match=r"classes 0\.\.4 .* no example in y: 0 \(labels start at 1: make them 0-based"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "a.npz", x=x, y=y + 1), val_size=20)
+    gap = np.where(y == 2, 3, y)
+    with pytest.raises(FeedwiseError, match=r"no example in y: 2 \(relabel"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "b.npz", x=x, y=gap), val_size=20)
+    with pytest.raises(FeedwiseError, match="only one class"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "c.npz", x=x, y=np.zeros(200, int)), val_size=20)
+    huge = y.copy()
+    huge[0] = 10**9        # would be a 1 TB one-hot / 8 GB bincount: refused before any allocation
+    with pytest.raises(FeedwiseError, match=r"label 1000000000 in y is too large.*100,000"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "d.npz", x=x, y=huge), val_size=20)
+    d = load_dataset("npz", data_dir=_npz(tmp_path / "ok.npz", x=x, y=y), val_size=20)
+    assert d.num_classes == 4
+
+
+def test_test_labels_never_add_classes(tmp_path, xy):
+    x, y = xy
+    yt = y[:40].copy()
+    yt[0] = 12
+    with pytest.raises(FeedwiseError, match=r"1 test label\(s\) are outside the training classes 0\.\.3 \(largest 12\)"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "a.npz", x=x, y=y, x_test=x[:40], y_test=yt), val_size=20)
+    yt[0] = -1
+    with pytest.raises(FeedwiseError, match="y_test holds negative labels"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "b.npz", x=x, y=y, x_test=x[:40], y_test=yt), val_size=20)
+    for name, arrays, msg in [
+        ("frac", {"x_test": x[:40], "y_test": y[:40] + 0.5}, "y_test must hold integer class labels"),
+        ("fracy", {"y": y + 0.5}, "y must hold integer class labels"),
+        ("xonly", {"x_test": x[:40]}, "holds x_test but no y_test: give both"),
+        ("yonly", {"y_test": y[:40]}, "holds y_test but no x_test"),
+        ("len", {"x_test": x[:40], "y_test": y[:30]}, "x_test has 40 rows but y_test has 30 labels"),
+        ("shape", {"x_test": x[:40, :5], "y_test": y[:40]}, r"test inputs have shape \(5,\) per example"),
+    ]:
+        arrays = {"x": x, "y": y, **arrays}
+        with pytest.raises(FeedwiseError, match=msg):
+            load_dataset("npz", data_dir=_npz(tmp_path / f"{name}.npz", **arrays), val_size=20)
+
+
+def test_inputs_must_be_numeric_rows(tmp_path, xy):
+    x, y = xy
+    with pytest.raises(FeedwiseError, match=r"x has shape \(200,\); it needs one row per example.*reshape\(-1, 1\)"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "a.npz", x=x[:, 0], y=y), val_size=20)
+    strings = np.array([f"{v:.3f}" for v in x[:, 0]]).reshape(-1, 1)   # numbers as text are not numbers
+    with pytest.raises(FeedwiseError, match="x must hold numbers .* got dtype <U"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "b.npz", x=strings, y=y), val_size=20)
+    with pytest.raises(FeedwiseError, match="no examples or no features"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "c.npz", x=np.zeros((200, 0)), y=y), val_size=20)
+    with pytest.raises(FeedwiseError, match=r"x has 200 rows but y has 199 labels"):
+        load_dataset("npz", data_dir=_npz(tmp_path / "d.npz", x=x, y=y[:-1]), val_size=20)
+
+
+def test_idx_images_need_three_dimensions(idx_folder):
+    rng = np.random.default_rng(0)
+    write_idx(idx_folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (300, 784)))
+    with pytest.raises(FeedwiseError, match=r"IDX file .*train-images-idx3-ubyte.gz has shape \(300, 784\); expected 3"):
+        load_dataset("mnist", data_dir=str(idx_folder), val_size=50)
+
+
+def test_idx_labels_follow_the_class_rule(idx_folder):
+    write_idx(idx_folder / "t10k-labels-idx1-ubyte", np.full(60, 11), gz=False)
+    with pytest.raises(FeedwiseError, match=r"mnist data in .*: 60 test label\(s\) are outside the training classes"):
+        load_dataset("mnist", data_dir=str(idx_folder), val_size=50)
+
+
+def test_bad_seeds_and_sizes_are_refused_by_the_loader():
+    for kw, msg in [({"split_seed": -1}, "--split-seed must be a non-negative integer"),
+                    ({"noise_seed": -2}, "--noise-seed must be a non-negative integer"),
+                    ({"max_train": 0}, "--max-train must be positive")]:
+        with pytest.raises(FeedwiseError, match=msg):
+            load_dataset("mnist1d", num_samples=600, val_size=50, **kw)
+
+
+# --------------------------------------------------------------------------- identity of the data
+def test_fingerprint_is_the_content_of_the_files_read(tmp_path, xy, idx_folder, data_cache):
+    x, y = xy
+    p = _npz(tmp_path / "d.npz", x=x, y=y)
+    a = load_dataset("npz", data_dir=p, val_size=20).info["fingerprint"]
+    assert a.startswith("sha256:") and a == load_dataset("npz", data_dir=p, val_size=20).info["fingerprint"]
+    _npz(tmp_path / "d.npz", x=x + 1, y=y)        # different data under the same name
+    assert load_dataset("npz", data_dir=p, val_size=20).info["fingerprint"] != a
+    f = load_dataset("mnist", data_dir=str(idx_folder), val_size=50).info["fingerprint"]
+    assert f.startswith("sha256:")
+    write_idx(idx_folder / "t10k-labels-idx1-ubyte", np.roll(read_idx(idx_folder / "t10k-labels-idx1-ubyte"), 1),
+              gz=False)
+    assert load_dataset("mnist", data_dir=str(idx_folder), val_size=50).info["fingerprint"] != f
+    # generated data has no files: its generator arguments (in DataOptions) define it
+    assert "fingerprint" not in load_dataset("mnist1d", num_samples=600, val_size=50).info
+
+
+def test_data_options_are_absolute_and_checked(tmp_path, monkeypatch, xy):
+    from feedwise.studies.train import DataOptions
+
+    monkeypatch.chdir(tmp_path)
+    p = _npz(tmp_path / "digits.npz", x=xy[0], y=xy[1])
+    assert DataOptions(data_dir="digits.npz").data_dir == DataOptions(data_dir="./digits.npz").data_dir == p
+    assert DataOptions(data_dir="sub/../digits.npz").data_dir == p
+    for kw, msg in [({"data_dir": ""}, "--data-dir is empty"), ({"label_noise": 1.0}, r"label noise must be in \[0, 1\)"),
+                    ({"label_noise": float("nan")}, "label noise"), ({"split_seed": -1}, "--split-seed"),
+                    ({"noise_seed": -1}, "--noise-seed"), ({"max_train": 0}, "--max-train must be positive"),
+                    ({"num_samples": 5}, "--num-samples must be at least 20")]:
+        with pytest.raises(FeedwiseError, match=msg):
+            DataOptions(**kw)
+    opts = DataOptions(data_dir="digits.npz")
+    from feedwise.workloads import get_workload
+
+    ident = opts.identity(get_workload("npz-mlp").load(data_dir=opts.data_dir))
+    assert ident["data_dir"] == p and ident["fingerprint"].startswith("sha256:")
+
+
+def test_resume_follows_the_file_not_its_spelling(tmp_path, monkeypatch, xy, capsys):
+    """`./digits.npz` resumes a study made with `digits.npz`; other bytes under that name are refused."""
+    from feedwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    x, y = xy
+    _npz(tmp_path / "digits.npz", x=x, y=y)
+    run = ["train", "--workload", "npz-mlp", "--steps", "4", "--eval-every", "2", "--batch-size", "16", "--out", "o"]
+    assert main([*run, "--data-dir", "digits.npz"]) == 0
+    assert main([*run, "--data-dir", "./digits.npz"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    _npz(tmp_path / "digits.npz", x=x[::-1], y=y[::-1])
+    assert main([*run, "--data-dir", "digits.npz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a different study (data.fingerprint" in err[0]

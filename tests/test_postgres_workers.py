@@ -154,7 +154,7 @@ def pg():
 def worker_cmd(url: str, out: Path, trials: int, batch: int, steps: int = 80) -> list[str]:
     return [sys.executable, "-m", "feedwise.cli", "batch-size", "--num-samples", "2000", "--batch-sizes", str(batch),
             "--trials", str(trials), "--max-steps", str(steps), "--eval-every", "40", "--ref-batch", "0",
-            "--target", "0.0", "--storage", url, "--heartbeat", "1", "--threads", "1", "--out", str(out)]
+            "--target", "1e-9", "--storage", url, "--heartbeat", "1", "--threads", "1", "--out", str(out)]
 
 
 def start_workers(cmd: list[str], n: int) -> list[subprocess.Popen]:

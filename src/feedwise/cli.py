@@ -81,7 +81,8 @@ def cmd_workloads(a) -> int:
 
     print(f"{'workload':26} {'dataset':14} {'model':11} {'target':>7} {'steps':>6} {'eval':>5}  description")
     for w in WORKLOADS.values():
-        print(f"{w.name:26} {w.dataset:14} {w.model:11} {w.target:7.3f} {w.max_steps:6d} {w.eval_every:5d}  {w.description}")
+        target = "-" if w.target is None else f"{w.target:.3f}"
+        print(f"{w.name:26} {w.dataset:14} {w.model:11} {target:>7} {w.max_steps:6d} {w.eval_every:5d}  {w.description}")
     return 0
 
 

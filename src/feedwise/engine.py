@@ -71,10 +71,12 @@ class TrainConfig:
             raise FeedwiseError("set a step budget (max_steps) or an example budget (max_examples)")
         return int(self.max_steps)
 
-    def validate(self, num_train: int) -> None:
+    def validate(self, num_train: int | None = None) -> None:
+        """Refuse values that cannot train (one-line :class:`FeedwiseError`); ``num_train`` (the
+        training-set size), when known, also bounds the batch size."""
         if self.batch_size <= 0:
             raise FeedwiseError(f"batch size must be positive, got {self.batch_size}")
-        if self.batch_size > num_train:
+        if num_train is not None and self.batch_size > num_train:
             raise FeedwiseError(f"batch size {self.batch_size} is larger than the training set ({num_train} examples)")
         if self.optimizer not in OPTIMIZERS:
             raise FeedwiseError(f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
@@ -84,14 +86,21 @@ class TrainConfig:
             raise FeedwiseError(f"learning rate must be positive, got {self.lr}")
         if not (0 <= self.momentum < 1):
             raise FeedwiseError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise FeedwiseError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not (0 <= self.end_factor <= 1):
             raise FeedwiseError(f"end_factor must be in [0, 1], got {self.end_factor}")
+        if self.decay_steps is not None and self.decay_steps <= 0:
+            raise FeedwiseError(f"decay steps must be positive, got {self.decay_steps}")
         if self.eval_every <= 0:
             raise FeedwiseError(f"eval_every must be positive, got {self.eval_every}")
         if self.max_steps is not None and self.max_steps <= 0 and self.max_examples is None:
             raise FeedwiseError(f"step budget must be positive, got {self.max_steps}")
         if self.max_examples is not None and self.max_examples <= 0:
             raise FeedwiseError(f"example budget must be positive, got {self.max_examples}")
+        if self.target is not None and not (0 < self.target <= 1):
+            why = " (0 can never be reached: reaching means strictly below)" if self.target == 0 else ""
+            raise FeedwiseError(f"target must be a validation error in (0, 1], got {self.target}{why}")
 
     def hparams(self) -> dict:
         """The hyperparameters that matter for this optimizer/schedule, for trial.json."""

@@ -2,12 +2,20 @@
 
 A workload carries its target validation error and default budgets; the batch-size study
 also reads its default metaparameter search space from here.
+
+``target`` is ``None`` when no target can be known in advance (``npz-mlp``: the user's own
+data). Then ``feedwise train`` trains the whole budget, and a study that needs a target (the
+batch-size study's steps-to-result, ``parallel``'s time-to-result) asks for ``--target``
+through :meth:`Workload.resolve_target`. A target is a validation error in (0, 1]: reached when
+the error is *strictly below* it, so 0 could never be reached and above 1 is always reached.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import math
 
 from feedwise.data.sources import Dataset, load_dataset
 from feedwise.errors import FeedwiseError
@@ -19,7 +27,7 @@ class Workload:
     name: str
     dataset: str
     model: str
-    target: float                       # validation error to reach (strictly below)
+    target: float | None                # validation error to reach (strictly below); None: none known
     max_steps: int                      # default step budget
     eval_every: int                     # default steps between evaluations
     batch_size: int = 128               # default batch size of `feedwise train`
@@ -39,6 +47,16 @@ class Workload:
                             label_noise=label_noise, noise_seed=noise_seed, max_train=max_train,
                             num_samples=num_samples)
 
+    def resolve_target(self, given: float | None = None, needed_by: str | None = None) -> float | None:
+        """The target of a run: ``given`` (``--target``) or the workload's, checked to lie in (0, 1].
+
+        ``needed_by`` names a study that cannot run without one (an error when there is none)."""
+        target = check_target(self.target if given is None else given)
+        if target is None and needed_by:
+            raise FeedwiseError(f"{needed_by} needs a target validation error and workload '{self.name}' has none: "
+                                "give --target (a validation error in (0, 1])")
+        return target
+
     def model_fn(self, data: Dataset, **overrides: Any):
         """A zero-argument factory of fresh models shaped for ``data``."""
         options = {**self.model_options, **overrides}
@@ -49,10 +67,25 @@ class Workload:
         return asdict(self)
 
 
+def check_target(target: float | None, option: str = "--target") -> float | None:
+    """``None``, or a validation error in (0, 1] (strictly below it counts as reached)."""
+    if target is None:
+        return None
+    try:
+        t = float(target)
+    except (TypeError, ValueError):
+        raise FeedwiseError(f"{option} must be a validation error in (0, 1], got {target!r}") from None
+    if not (0.0 < t <= 1.0) or math.isnan(t):
+        why = " (0 can never be reached: reaching means strictly below)" if t == 0 else ""
+        raise FeedwiseError(f"{option} must be a validation error in (0, 1], got {target}{why}")
+    return t
+
+
 WORKLOADS: dict[str, Workload] = {}
 
 
 def register(w: Workload) -> Workload:
+    check_target(w.target, f"workload {w.name}: target")
     WORKLOADS[w.name] = w
     return w
 
@@ -80,9 +113,10 @@ register(Workload(
     lr=0.05, description="CIFAR-10 python batches (--data-dir), ResNet-8; target 0.30",
 ))
 register(Workload(
-    "npz-mlp", "npz", "mlp", target=0.0, max_steps=2000, eval_every=100, batch_size=128, lr=0.05,
+    "npz-mlp", "npz", "mlp", target=None, max_steps=2000, eval_every=100, batch_size=128, lr=0.05,
     model_options={"widths": (256, 256)}, val_size=0.1,
-    description="your own .npz (--data-dir file.npz with x, y[, x_test, y_test]), MLP on flattened inputs",
+    description="your own .npz (--data-dir file.npz with x, y[, x_test, y_test]), MLP on flattened inputs; "
+                "no target (give --target)",
 ))
 
 

@@ -147,7 +147,7 @@ class BatchSizeRequest:
         if self.optimizer not in ("sgd", "momentum", "nesterov", "adam"):
             raise FeedwiseError(f"unknown optimizer '{self.optimizer}' (known: sgd, momentum, nesterov, adam)")
         space = resolve_space(w.search_space, self.space, self.optimizer)
-        target = w.target if self.target is None else float(self.target)
+        target = w.resolve_target(self.target, needed_by="the batch-size study (steps-to-result)")
         budget = self.budget or Budget(max_steps=w.max_steps, ref_batch=w.batch_size, eval_every=w.eval_every)
         if budget.max_steps <= 0 or budget.eval_every <= 0:
             raise FeedwiseError("max steps and eval period must be positive")

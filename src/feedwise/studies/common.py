@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable, Iterable
 
 import torch
@@ -34,12 +35,24 @@ def set_threads(threads: int | None) -> int:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` for a device that
+    exists; anything else is one :class:`FeedwiseError` (checked before any folder is written)."""
+    from feedwise.errors import FeedwiseError
+
+    name = "auto" if device is None else str(device)
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from feedwise.errors import FeedwiseError
-        raise FeedwiseError("--device cuda asked but no CUDA device is available")
-    return torch.device(device)
+    if name == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if m is None:
+        raise FeedwiseError(f"unknown --device {name!r} (use auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise FeedwiseError(f"--device {name} asked but no CUDA device is available")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        raise FeedwiseError(f"--device {name}: no such CUDA device (this machine has {torch.cuda.device_count()}: "
+                            f"cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return torch.device(name)
 
 
 def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,

@@ -59,6 +59,9 @@ class EmphasisRequest:
     tune: int = 0                           # Optuna trials per method on validation error (0: no tuning)
 
     def validate(self) -> None:
+        get_workload(self.workload)
+        self.config.validate()
+        self.data.validate()
         if not self.methods:
             raise FeedwiseError("--methods is empty")
         for m in self.methods:
@@ -70,8 +73,6 @@ class EmphasisRequest:
         if self.epsilon is not None:
             check_epsilon(self.epsilon)
         check_burn_in(self.burn_in)
-        if not (0.0 <= self.data.label_noise < 1.0):
-            raise FeedwiseError(f"label noise must be in [0, 1), got {self.data.label_noise}")
         if self.seeds < 1:
             raise FeedwiseError(f"--seeds must be at least 1, got {self.seeds}")
         if self.tune < 0:
@@ -168,11 +169,11 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
     n_threads = set_threads(threads)
     dev = pick_device(device)
     study = StudyDir(out)
-    config = {"workload": req.workload, "train": asdict(replace(req.config, seed=0)), "methods": req.methods,
-              "seeds": req.seeds, "epsilon": req.epsilon, "burn_in": req.burn_in, "data": asdict(req.data),
-              "tune": req.tune}
     probe = _data_for_seed(workload, req.data, 0)
     req.config.validate(probe.num_train)
+    config = {"workload": req.workload, "train": asdict(replace(req.config, seed=0)), "methods": req.methods,
+              "seeds": req.seeds, "epsilon": req.epsilon, "burn_in": req.burn_in, "data": req.data.identity(probe),
+              "tune": req.tune}
     study.open("emphasis", config, command=command,
                extra={"threads": n_threads, "device": str(dev), "dataset": probe.describe()})
     tuned = {}

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feedwise.data.sources import Dataset
+from feedwise.data.sources import Dataset, check_seed
 from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
@@ -78,8 +78,12 @@ class FlagRequest:
     score: str = DEFAULT_SCORE
 
     def validate(self) -> None:
+        get_workload(self.workload)
         if self.score not in SCORES:
             raise FeedwiseError(f"unknown score '{self.score}' (known: {', '.join(SCORES)})")
+        self.config.validate()
+        check_seed(self.config.seed, "--seed")   # it also seeds the checkpoint scorer (numpy)
+        self.data.validate()
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -154,7 +158,7 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
     data = workload.load(**asdict(req.data))
     req.config.validate(data.num_train)
     study = StudyDir(out)
-    study.open("flag", {"workload": req.workload, "train": asdict(req.config), "data": asdict(req.data)},
+    study.open("flag", {"workload": req.workload, "train": asdict(req.config), "data": req.data.identity(data)},
                command=command)
     trial = study.trial(0)
     scores_path = study.root / "scores.npz"

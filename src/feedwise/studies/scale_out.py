@@ -32,6 +32,7 @@ from feedwise.studies.train import DataOptions
 from feedwise.workloads import get_workload
 
 KIND = "scale-out"
+SHARDS = ("strided", "chunk")
 PROJECT_WORLDS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
@@ -47,6 +48,27 @@ class ScaleOutRequest:
     data: DataOptions = field(default_factory=DataOptions)
     shard: str = "strided"
     threads_per_worker: int | None = None   # default: max(1, threads // N)
+
+    def validate(self) -> None:
+        """Everything that can be checked without the data (the batch size is checked against it later).
+        Steps- and time-to-result need a target: a workload without one needs ``--target``."""
+        get_workload(self.workload).resolve_target(self.config.target, needed_by="parallel (time-to-result)")
+        self.config.validate()
+        self.data.validate()
+        if not self.modes or not self.workers or not self.seeds:
+            raise FeedwiseError("give at least one mode, one world size and one seed")
+        for m in self.modes:
+            if m not in MODES:
+                raise FeedwiseError(f"unknown mode '{m}' (known: {', '.join(MODES)})")
+        if any(n < 1 for n in self.workers):
+            raise FeedwiseError(f"world sizes must be at least 1, got {self.workers}")
+        if any(h < 1 for h in self.local_steps):
+            raise FeedwiseError(f"--local-steps must be at least 1, got {self.local_steps}")
+        if self.shard not in SHARDS:
+            raise FeedwiseError(f"unknown shard '{self.shard}' (known: {', '.join(SHARDS)})")
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise FeedwiseError(f"--threads-per-worker must be at least 1, got {self.threads_per_worker}")
+        make_feeder(self.feed)
 
 
 def trial_id(mode: str, world: int, seed: int, local_steps: int | None = None) -> str:
@@ -68,22 +90,15 @@ def plan(req: ScaleOutRequest) -> list[tuple[str, str, int, int, int | None]]:
 
 
 def _validate(req: ScaleOutRequest) -> None:
-    for m in req.modes:
-        if m not in MODES:
-            raise FeedwiseError(f"unknown mode '{m}' (known: {', '.join(MODES)})")
-    if not req.modes or not req.workers or not req.seeds:
-        raise FeedwiseError("give at least one mode, one world size and one seed")
-    if any(n < 1 for n in req.workers):
-        raise FeedwiseError(f"world sizes must be at least 1, got {req.workers}")
-    if any(h < 1 for h in req.local_steps):
-        raise FeedwiseError(f"--local-steps must be at least 1, got {req.local_steps}")
-    make_feeder(req.feed)
+    req.validate()
 
 
-def study_config(req: ScaleOutRequest) -> dict:
+def study_config(req: ScaleOutRequest, data=None) -> dict:
+    """What defines the study; ``data`` (the loaded Dataset) adds the fingerprint of its files."""
     train = asdict(req.config)
     train.pop("seed")
-    return {"workload": req.workload, "train": train, "feed": req.feed, "data": asdict(req.data), "shard": req.shard}
+    return {"workload": req.workload, "train": train, "feed": req.feed,
+            "data": asdict(req.data) if data is None else req.data.identity(data), "shard": req.shard}
 
 
 def scale_out_study(req: ScaleOutRequest, out: str, threads: int | None = None, device: str = "auto",
@@ -99,7 +114,9 @@ def scale_out_study(req: ScaleOutRequest, out: str, threads: int | None = None, 
     data = workload.load(**asdict(req.data))
     req.config.validate(data.num_train)
     study = StudyDir(out)
-    study.open(KIND, study_config(req), command=command,
+    for tid, mode, n, seed, h in plan(req):   # every trial's spec, before anything is written
+        check_spec(_spec(req, mode, n, seed, h, cores, dev, str(study.trial(tid).path)))
+    study.open(KIND, study_config(req, data), command=command,
                extra={"threads": cores, "device": str(dev), "dataset": data.describe(),
                       "note": "threads = the cores given to the run; each of N workers gets max(1, threads // N)"})
     for tid, mode, n, seed, h in plan(req):
@@ -140,7 +157,7 @@ def _torchrun_study(req, out, env, threads, device, command):
     data = workload.load(**asdict(req.data))
     study = StudyDir(out)
     if env.rank == 0:
-        study.open(KIND, study_config(req), command=command,
+        study.open(KIND, study_config(req, data), command=command,
                    extra={"threads": cores, "device": str(dev), "dataset": data.describe(), "launcher": "torchrun"})
     for tid, mode, n, seed, h in plan(req):
         done = torch.tensor([1 if (env.rank == 0 and study.trial(tid).finished()) else 0])

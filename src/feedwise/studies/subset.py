@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from feedwise.data.lazy import take_rows
-from feedwise.data.sources import Dataset
+from feedwise.data.sources import Dataset, check_seed
 from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
@@ -138,9 +138,18 @@ class SubsetRequest:
             raise FeedwiseError(f"unknown --keep '{self.keep}' (known: {', '.join(KEEPS)})")
         if not (self.tolerance >= 0):
             raise FeedwiseError(f"--tolerance must be >= 0, got {self.tolerance}")
-        for name, v in (("--target-steps", self.target_steps), ("--acq-steps", self.acq_steps)):
+        for name, v in (("--target-steps", self.target_steps), ("--acq-steps", self.acq_steps),
+                        ("--batch-size", self.batch_size)):
             if v is not None and v < 1:
                 raise FeedwiseError(f"{name} must be positive, got {v}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise FeedwiseError(f"learning rate must be positive, got {self.lr}")
+        for name, widths in (("--acq-widths", self.acq_widths), ("--target-widths", self.target_widths)):
+            if widths is not None and (not widths or any(int(v) != v or v < 1 for v in widths)):
+                raise FeedwiseError(f"{name} must list positive layer widths (for example 128,128), got "
+                                    f"{','.join(str(v) for v in widths) or 'nothing'}")
+        check_seed(self.selection_seed, "--selection-seed")
+        self.data.validate()
 
 
 def subset_data(data: Dataset, idx: np.ndarray) -> Dataset:
@@ -175,6 +184,8 @@ class SubsetStudy:
             if subset_size(f, self.n) < self.bs:
                 raise FeedwiseError(f"fraction {f} gives {subset_size(f, self.n)} examples, fewer than the batch "
                                     f"size {self.bs}; use larger fractions or --batch-size")
+        for widths in {tuple(w) for w in (req.acq_widths, req.target_widths) if w}:
+            self._model_fn(self.data, widths)   # a model that takes no widths refuses them now
         self.study.open("subset", self.config(), command=command,
                         extra={"threads": self.threads, "device": str(self.device), "dataset": self.data.describe()})
         (self.root / "subsets").mkdir(parents=True, exist_ok=True)
@@ -188,7 +199,7 @@ class SubsetStudy:
                 "budgets": r.budgets, "batch_size": self.bs, "lr": self.lr, "target_steps": self.target_steps,
                 "acq_steps": self.acq_steps, "acq_widths": r.acq_widths, "target_widths": r.target_widths,
                 "initial_fraction": r.initial_fraction, "selection_seed": r.selection_seed,
-                "tolerance": r.tolerance, "data": asdict(r.data),
+                "tolerance": r.tolerance, "data": r.data.identity(self.data),
                 **({} if r.keep == "hardest" else {"keep": r.keep})}   # absent = hardest: older studies resume
 
     # ------------------------------------------------------------------ plumbing

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from feedwise.data.sources import MIN_MNIST1D_SAMPLES, Dataset, check_seed
 from feedwise.engine import TrainConfig
+from feedwise.errors import FeedwiseError
 from feedwise.feeders import make_feeder
 from feedwise.progress import progress_bar
 from feedwise.results import StudyDir
@@ -14,7 +17,12 @@ from feedwise.workloads import get_workload
 
 @dataclass
 class DataOptions:
-    """How the workload's dataset is loaded (part of what defines a study)."""
+    """How the workload's dataset is loaded (part of what defines a study).
+
+    Checked when made (and again by :meth:`validate`): a bad value is one :class:`FeedwiseError`
+    before any data is read or any folder written. ``data_dir`` is made absolute (``~`` expanded,
+    symlinks resolved), so ``./d.npz`` and ``d.npz`` are the same study. A study puts
+    :meth:`identity` (these options plus the fingerprint of the data's bytes) in its config."""
 
     data_dir: str | None = None
     label_noise: float = 0.0
@@ -22,6 +30,33 @@ class DataOptions:
     split_seed: int = 0
     max_train: int | None = None
     num_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "DataOptions":
+        if self.data_dir is not None:
+            if not str(self.data_dir).strip():
+                raise FeedwiseError("--data-dir is empty: give a folder (IDX, CIFAR-10) or a .npz file")
+            self.data_dir = str(Path(str(self.data_dir)).expanduser().resolve())
+        if not (0.0 <= self.label_noise < 1.0):   # NaN fails too
+            raise FeedwiseError(f"label noise must be in [0, 1), got {self.label_noise}")
+        check_seed(self.noise_seed, "--noise-seed")
+        check_seed(self.split_seed, "--split-seed")
+        if self.max_train is not None and self.max_train < 1:
+            raise FeedwiseError(f"--max-train must be positive, got {self.max_train}")
+        if self.num_samples is not None and self.num_samples < MIN_MNIST1D_SAMPLES:
+            raise FeedwiseError(f"--num-samples must be at least {MIN_MNIST1D_SAMPLES}, got {self.num_samples}")
+        return self
+
+    def identity(self, data: Dataset) -> dict:
+        """What defines the data of a study: these options, plus ``fingerprint`` (SHA-256 of the files
+        read, see :func:`feedwise.data.sources.fingerprint_files`) when the data came from files.
+        Generated data (mnist1d) has no fingerprint: its options define it, and older studies resume."""
+        d = asdict(self)
+        if data.info.get("fingerprint"):
+            d["fingerprint"] = data.info["fingerprint"]
+        return d
 
 
 @dataclass
@@ -32,21 +67,29 @@ class TrainRequest:
     feed_options: dict = field(default_factory=dict)
     data: DataOptions = field(default_factory=DataOptions)
 
+    def validate(self) -> None:
+        """Everything that can be checked without the data (the batch size is checked against it later)."""
+        get_workload(self.workload)
+        self.config.validate()
+        self.data.validate()
+        make_feeder(self.feed, **self.feed_options)
+
 
 def train_study(req: TrainRequest, out: str, threads: int | None = None, device: str = "auto",
                 command: list[str] | None = None) -> tuple[dict, bool]:
     """Run (or resume) a single training run into ``out``.
 
     Returns ``(trial record, already_finished)``; a finished trial is never run again."""
+    req.validate()
     workload = get_workload(req.workload)
     feeder = make_feeder(req.feed, **req.feed_options)  # validate before touching the disk
     study = StudyDir(out)
-    config = {"workload": req.workload, "train": asdict(req.config), "feed": req.feed,
-              "feed_options": req.feed_options, "data": asdict(req.data)}
     n_threads = set_threads(threads)
     dev = pick_device(device)
     data = workload.load(**asdict(req.data))
     req.config.validate(data.num_train)
+    config = {"workload": req.workload, "train": asdict(req.config), "feed": req.feed,
+              "feed_options": req.feed_options, "data": req.data.identity(data)}
     study.open("train", config, command=command, extra={"threads": n_threads, "device": str(dev),
                                                          "dataset": data.describe()})
     trial = study.trial(0)
