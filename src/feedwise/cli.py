@@ -16,10 +16,18 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _workload_arg(text: str) -> str:
+    """``--workload``: a registered name, or your own code with a file path made absolute."""
+    from feedwise.workloads import canonical_workload
+
+    return canonical_workload(text)
+
+
 def _add_train_args(p: argparse.ArgumentParser, seed: bool = True, feed: bool = True) -> None:
     """The options of one training run; a study that sets the seeds or the feed itself leaves those out
     (an option that is accepted must be used)."""
-    p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
+    p.add_argument("--workload", default="mnist1d-mlp", type=_workload_arg,
+                   help="workload name (see `feedwise workloads`), or your own: file.py:NAME or package.module:NAME")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="examples per step (default: the workload's)")
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the workload's)")

@@ -258,9 +258,13 @@ class Trainer:
     :meth:`train_steps` yourself, as the overhead benchmark does)."""
 
     def __init__(self, data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig,
-                 feeder: Feeder | None = None, device: str | torch.device = "cpu", strategy: Strategy | None = None):
+                 feeder: Feeder | None = None, device: str | torch.device = "cpu", strategy: Strategy | None = None,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         config.validate(data.num_train)
         self.cfg = config
+        # per-example loss(logits, labels) -> N losses; None: cross-entropy (feeders that observe
+        # examples read exp(-loss) as the label's probability, exact for cross-entropy)
+        self.loss_fn = loss_fn
         self.device = torch.device(device)
         self.strategy = strategy or Strategy()
         self.data = data if data.x_train.device == self.device else data.to(self.device)
@@ -314,6 +318,7 @@ class Trainer:
         decays = cfg.schedule != "constant"
         sharded = strat.world > 1
         lazy = self._lazy
+        custom = self.loss_fn
         loss_sum = self._loss_sum
         for _ in range(n):
             if decays:
@@ -331,11 +336,11 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             if lw is None and not observe:
                 if sharded:
-                    s = F.cross_entropy(out, yb, reduction="sum")
+                    s = F.cross_entropy(out, yb, reduction="sum") if custom is None else custom(out, yb).sum()
                     (s * strat.grad_scale(len(lidx), bs)).backward()
                     loss = s.detach() * (1.0 / bs)
                 else:
-                    loss = F.cross_entropy(out, yb)
+                    loss = F.cross_entropy(out, yb) if custom is None else custom(out, yb).mean()
                     loss.backward()
                     loss = loss.detach()
                 opt.step()
@@ -345,7 +350,7 @@ class Trainer:
                 # mean(w * per); its gradient with respect to ``per`` is ``grad = w / B``, handed to
                 # backward directly (no multiply/mean nodes in the graph), and the loss value for the
                 # record is one dot product
-                per = F.cross_entropy(out, yb, reduction="none")
+                per = F.cross_entropy(out, yb, reduction="none") if custom is None else custom(out, yb)
                 if sharded:
                     scale = strat.grad_scale(len(lidx), bs)
                     grad = torch.full_like(per, scale) if lw is None else (lw * scale).to(per.dtype)
@@ -375,7 +380,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, split: str = "val", chunk: int = 8192) -> tuple[float, float]:
-        """(error rate, mean cross-entropy) of the current model on ``val`` or ``test``."""
+        """(error rate, mean loss) of the current model on ``val`` or ``test`` (cross-entropy unless the
+        run has its own ``loss_fn``)."""
         x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
         was_training = self.model.training
         self.model.eval()
@@ -385,7 +391,8 @@ class Trainer:
             yb = y[i:i + len(xb)]
             i += len(xb)
             wrong += int((out.argmax(1) != yb).sum())
-            loss += float(F.cross_entropy(out, yb, reduction="sum"))
+            loss += float(F.cross_entropy(out, yb, reduction="sum") if self.loss_fn is None
+                          else self.loss_fn(out, yb).float().sum())
         self.model.train(was_training)
         n = max(1, len(y))
         return wrong / n, loss / n

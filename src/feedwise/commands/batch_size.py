@@ -9,13 +9,15 @@ from feedwise.errors import FeedwiseError
 
 
 def register(sub) -> None:
+    from feedwise.cli import _workload_arg
     from feedwise.cli import _add_data_args, _add_run_args
 
     p = sub.add_parser("batch-size", help="steps to a target vs batch size, tuned per batch size (Shallue et al.)",
                        description="For each batch size, an Optuna study (scrambled Sobol QMC) over the optimizer's "
                                    "metaparameters; each trial stops at the target or when exact pruning shows it "
                                    "cannot improve the batch size's best steps-to-result. Re-run to resume.")
-    p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
+    p.add_argument("--workload", default="mnist1d-mlp", type=_workload_arg,
+                   help="workload name (see `feedwise workloads`), or your own: file.py:NAME or package.module:NAME")
     p.add_argument("--batch-sizes", type=comma_list_arg(int, "batch size"), default=[16, 64, 256, 1024, 4096],
                    help="comma-separated batch sizes (default 16,64,256,1024,4096)")
     p.add_argument("--trials", type=int, default=8,
@@ -49,7 +51,8 @@ def register(sub) -> None:
                        description="Trains once at --batch-size with the workload's default learning rate and "
                                    "measures |G|^2 and tr(Sigma) from gradients at --b-small and --b-big every "
                                    "--measure-every steps; B_simple = tr(Sigma)/|G|^2 predicts the critical batch.")
-    p.add_argument("--workload", default="mnist1d-mlp")
+    p.add_argument("--workload", default="mnist1d-mlp", type=_workload_arg,
+                   help="workload name (see `feedwise workloads`), or your own: file.py:NAME or package.module:NAME")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the workload's)")
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the workload's)")

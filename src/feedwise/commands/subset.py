@@ -8,13 +8,15 @@ from feedwise.commands import comma_list as _list
 
 
 def register(sub) -> None:
+    from feedwise.cli import _workload_arg
     from feedwise.cli import _add_data_args, _add_run_args
 
     p = sub.add_parser("subset", help="search a training subset with ensemble active learning, with its cost account",
                        description="Score the training pool with an implicit ensemble (E models x C checkpoints), "
                                    "keep the top fraction per acquisition, train a target model on it from scratch, "
                                    "and compare with random subsets and full data, with the cost of the search.")
-    p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
+    p.add_argument("--workload", default="mnist1d-mlp", type=_workload_arg,
+                   help="workload name (see `feedwise workloads`), or your own: file.py:NAME or package.module:NAME")
     p.add_argument("--acquisition", default="entropy,bald,variation-ratio,margin,random",
                    help="comma list of entropy, bald, variation-ratio, margin, random (ensemble) and, one-shot "
                         "only, history-variance, history-closeness, history-hard (the acquisition models' own "

@@ -437,6 +437,18 @@ def load_dataset(
     finally:
         _FILES_READ.reset(token)
     where = f"{name} data in {data_dir}" if data_dir and name != "npz" else (data_dir or name)
+    return from_arrays(xtr, ytr, xte, yte, name=name, where=where, val_size=val_size, split_seed=split_seed,
+                       label_noise=label_noise, noise_seed=noise_seed, max_train=max_train,
+                       fingerprint=fingerprint_files(files) if files else None)
+
+
+def from_arrays(x, y, x_test, y_test, *, name: str = "arrays", where: str | None = None,
+                val_size: int | float = 0.1, split_seed: int = 0, label_noise: float = 0.0, noise_seed: int = 0,
+                max_train: int | None = None, fingerprint: str | None = None) -> Dataset:
+    """A :class:`Dataset` in memory from numpy arrays: the data rules (module docstring), a validation
+    split of ``val_size`` carved from ``x, y`` with ``split_seed``, ``max_train``, label noise."""
+    xtr, ytr, xte, yte = (np.asarray(a) for a in (x, y, x_test, y_test))
+    where = where or name
     k = check_arrays(xtr, ytr, xte, yte, where)
     n = len(ytr)
     n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
@@ -456,5 +468,5 @@ def load_dataset(
         x_test=t(xte, torch.float32), y_test=t(yte, torch.int64),
         num_classes=k, noisy_indices=flipped, clean_y_train=t(y_train, torch.int64),
         info={"split_seed": split_seed, "label_noise": label_noise, "noise_seed": noise_seed,
-              **({"fingerprint": fingerprint_files(files)} if files else {})},
+              **({"fingerprint": fingerprint} if fingerprint else {})},
     )

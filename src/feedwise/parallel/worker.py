@@ -92,7 +92,8 @@ def _train(rank: int, spec: WorkerSpec, device: torch.device, data, shared_model
         data = workload.load(**spec.data)
     model_fn = (lambda: shared_model) if shared_model is not None else workload.model_fn(data)
     strategy = make_strategy(spec, rank)
-    trainer = Trainer(data, model_fn, cfg, feeder=make_feeder(spec.feed), device=device, strategy=strategy)
+    trainer = Trainer(data, model_fn, cfg, feeder=make_feeder(spec.feed), device=device, strategy=strategy,
+                      loss_fn=workload.loss)
     trial = TrialDir(spec.trial_path) if spec.trial_path else None
     record = {
         "mode": spec.mode, "world_size": world, "backend": spec.resolved_backend if world > 1 else None,

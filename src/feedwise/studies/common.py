@@ -59,6 +59,7 @@ def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConf
               device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
               progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
     """Train one run in this process and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
-    trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device)
+    trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device,
+                      loss_fn=workload.loss)
     result = record_run(trial, trainer, workload.name, record=record, callbacks=callbacks, progress=progress)
     return result, trainer
