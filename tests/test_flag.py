@@ -93,9 +93,16 @@ def test_flag_user_npz(tmp_path):
     assert summary["checkpoints_scored"] is None and set(summary["scores"]) == {"1-pbar", "std", "loss"}
     # file_row points at the user's own rows: the given label is the file's label
     assert all(int(r["given_label"]) == y_bad[int(r["file_row"])] for r in rows)
+    # every row of the user's file is scored (no validation/test split is carved for flag)
+    assert sorted(int(r["file_row"]) for r in rows) == list(range(n)) and summary["rows_unscored"] == 0
     top = {int(r["file_row"]) for r in rows[:40]}
-    in_train = set(bad) & {int(r["file_row"]) for r in rows}
-    assert len(top & in_train) >= 0.6 * len(in_train)   # most wrong labels are among the top 40
+    assert len(top & set(bad)) >= 0.6 * len(bad)   # most wrong labels are among the top 40
+    # asked for a validation split: its rows are not scored, and the summary says so
+    out2 = tmp_path / "fl2"
+    assert main(["flag", "--workload", "npz-mlp", "--data-dir", str(path), "--steps", "100", "--eval-every", "50",
+                 "--batch-size", "32", "--val-fraction", "0.1", "--out", str(out2)]) == 0
+    s2 = json.loads((out2 / "summary.json").read_text())
+    assert s2["rows_unscored"] == n - s2["num_train"] > 0 and "not scored" in s2["warnings"][0]
 
 
 def test_flag_bad_input(tmp_path, capsys):

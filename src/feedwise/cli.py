@@ -55,6 +55,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the validation split")
     p.add_argument("--max-train", type=int, default=None, help="keep only this many training examples")
     p.add_argument("--num-samples", type=int, default=None, help="size of a generated dataset (mnist1d)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="validation split carved from the training rows (default: the workload's; 0: none)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="test split carved from your .npz when it holds no x_test (default 0.2)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -66,7 +70,8 @@ def _add_run_args(p: argparse.ArgumentParser, out_required: bool = True) -> None
 def _data_options(a):
     from feedwise.studies.train import DataOptions
     return DataOptions(data_dir=a.data_dir, label_noise=a.label_noise, noise_seed=a.noise_seed,
-                       split_seed=a.split_seed, max_train=a.max_train, num_samples=a.num_samples)
+                       split_seed=a.split_seed, max_train=a.max_train, num_samples=a.num_samples,
+                       val_fraction=a.val_fraction, test_fraction=a.test_fraction)
 
 
 def _train_config(a):

@@ -383,6 +383,8 @@ class Trainer:
         """(error rate, mean loss) of the current model on ``val`` or ``test`` (cross-entropy unless the
         run has its own ``loss_fn``)."""
         x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
+        if len(y) == 0:
+            return math.nan, math.nan   # no such split (e.g. flag training on every row of a file)
         was_training = self.model.training
         self.model.eval()
         wrong, loss, i = 0, 0.0, 0
@@ -455,7 +457,8 @@ class Trainer:
                 if on_row:
                     on_row(row)
                 last_val = val_err
-                best = val_err if best is None else min(best, val_err)
+                if not math.isnan(val_err):
+                    best = val_err if best is None else min(best, val_err)
                 reached_now = cfg.target is not None and steps_to_result is None and val_err < cfg.target
                 if reached_now:
                     steps_to_result, time_to_result = self.step, self.wall_s

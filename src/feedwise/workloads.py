@@ -64,7 +64,8 @@ class Workload:
             object.__setattr__(self, "val_size", 5000 if isinstance(self.dataset, str) else 0.1)
 
     def load(self, *, data_dir: str | None = None, label_noise: float = 0.0, noise_seed: int = 0,
-             split_seed: int = 0, max_train: int | None = None, num_samples: int | None = None) -> Dataset:
+             split_seed: int = 0, max_train: int | None = None, num_samples: int | None = None,
+             val_fraction: float | None = None, test_fraction: float | None = None) -> Dataset:
         """The data. A registered dataset is loaded by name. Your function (``dataset=``) is called with
         the options it accepts among ``data_dir, split_seed, num_samples`` and returns one of:
 
@@ -75,11 +76,19 @@ class Workload:
           (:func:`feedwise.data.lazy.from_torch`);
         - a :class:`feedwise.data.sources.Dataset` (your own splits).
 
-        Label noise (its own seed) and ``max_train`` apply to every form."""
+        Label noise (its own seed) and ``max_train`` apply to every form; ``val_fraction`` replaces the
+        workload's ``val_size`` (0: no validation split); ``test_fraction`` carves a test split from a
+        file without one (npz)."""
+        val_size = self.val_size if val_fraction is None else val_fraction
         if isinstance(self.dataset, str):
-            return load_dataset(self.dataset, data_dir=data_dir, val_size=self.val_size, split_seed=split_seed,
+            return load_dataset(self.dataset, data_dir=data_dir, val_size=val_size, split_seed=split_seed,
                                 label_noise=label_noise, noise_seed=noise_seed, max_train=max_train,
-                                num_samples=num_samples)
+                                num_samples=num_samples, test_fraction=test_fraction)
+        if test_fraction is not None:
+            raise FeedwiseError(f"workload {self.name}: --test-fraction applies to the npz files, not to your "
+                                "dataset function (return your own test split)")
+        if val_fraction is not None:
+            self = replace(self, val_size=val_fraction)
         offered = {"data_dir": data_dir, "split_seed": split_seed, "num_samples": num_samples}
         params = inspect.signature(self.dataset).parameters
         takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
@@ -192,6 +201,12 @@ register(Workload(
 register(Workload(
     "cifar10-resnet-8", "cifar10", "resnet-8", target=0.30, max_steps=30000, eval_every=500, batch_size=128,
     lr=0.05, description="CIFAR-10 python batches (--data-dir), ResNet-8; target 0.30",
+))
+register(Workload(
+    "npz-cnn", "npz", "simple-cnn", target=None, max_steps=2000, eval_every=100, batch_size=128, lr=0.02,
+    model_options={"channels": (16, 32), "hidden": 128}, val_size=0.1,
+    description="your own .npz images (N x H x W or N x C x H x W; uint8 scaled and standardised), a small "
+                "CNN (conv5x5-16, pool, conv5x5-32, pool, fc128); no target (give --target)",
 ))
 register(Workload(
     "npz-mlp", "npz", "mlp", target=None, max_steps=2000, eval_every=100, batch_size=128, lr=0.05,

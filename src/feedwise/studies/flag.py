@@ -36,7 +36,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,34 +112,6 @@ def evaluate_scores(scores: dict[str, np.ndarray], flipped: np.ndarray) -> dict:
     return out
 
 
-def npz_rows(path: str, data: Dataset, opts: DataOptions, val_size) -> np.ndarray | None:
-    """Row numbers in the user's ``.npz`` file of ``data.x_train`` (None when they cannot be recovered).
-
-    Recomputes the loader's splits (test split of a file without ``x_test``, then the validation
-    split, then ``max_train``) and checks the result against the inputs themselves."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            x = z["x"].astype(np.float32)
-            has_test = "x_test" in z.files and "y_test" in z.files
-        rows = np.arange(len(x))
-        if not has_test:
-            perm = np.random.default_rng(opts.split_seed + 7919).permutation(len(x))
-            rows = perm[max(1, int(round(0.2 * len(x)))):]
-        n = len(rows)
-        n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
-        perm = np.random.default_rng(opts.split_seed).permutation(n)
-        train_idx = np.sort(perm[n_val:])
-        if opts.max_train is not None:
-            train_idx = train_idx[:opts.max_train]
-        rows = rows[train_idx]
-        if len(rows) != data.num_train or not np.array_equal(x[rows].reshape(len(rows), -1),
-                                                              data.x_train.cpu().numpy().reshape(len(rows), -1)):
-            return None
-        return rows
-    except Exception:
-        return None
-
-
 # --------------------------------------------------------------------------- the study
 def _compute_scores(trainer, feeder: EmphasisFeeder, scorer: EnsembleScorer | None, data: Dataset) -> dict:
     """Every score that the run recorded what for (the ensemble scores only with an ensemble)."""
@@ -171,6 +143,10 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
                command: list[str] | None = None, progress=None) -> dict:
     req.validate()
     workload = get_workload(req.workload)
+    if workload.dataset == "npz" and req.data.val_fraction is None and req.data.test_fraction is None:
+        # your own file: every row is a training row, so every row is scored (no validation or test
+        # error is measured; give --val-fraction/--test-fraction to measure them, leaving those rows unscored)
+        req = replace(req, data=replace(req.data, val_fraction=0.0, test_fraction=0.0))
     nthreads = set_threads(threads)
     dev = pick_device(device)
     data = workload.load(**asdict(req.data))
@@ -209,8 +185,11 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
     flipped = np.zeros(data.num_train, bool)
     flipped[np.asarray(data.noisy_indices, dtype=np.int64)] = True
     noise_known = req.data.label_noise > 0
-    file_rows = npz_rows(req.data.data_dir, data, req.data, workload.val_size) \
-        if workload.dataset == "npz" and req.data.data_dir else None
+    file_rows = data.train_rows
+    unscored = None
+    if file_rows is not None and req.data.data_dir:
+        with np.load(req.data.data_dir, allow_pickle=False) as z:
+            unscored = int(len(z["y"]) - len(file_rows))
 
     if req.score not in arrays:
         raise FeedwiseError(f"{scores_path} holds no '{req.score}' scores (the run had no checkpoint ensemble): "
@@ -223,6 +202,10 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
                flagged=issues.flagged)
     computed = [k for k in SCORES if k in arrays]
     warnings = [f"--score {req.score}: {MISLEADING[req.score]}"] if req.score in MISLEADING else []
+    if unscored:
+        warnings.append(f"{unscored} rows of {req.data.data_dir} are held out (validation/test splits) and are "
+                        "not scored: only training rows get a prediction history (drop --val-fraction and "
+                        "--test-fraction to score every row)")
     summary = {
         "kind": "flag", "workload": req.workload, "score": req.score, "score_description": SCORE_DESCRIPTIONS[req.score],
         "higher_means": "more likely mislabelled", "scores": {k: SCORE_DESCRIPTIONS[k] for k in computed},
@@ -233,7 +216,7 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
         "predicted_differs_from_given": float(np.mean(arrays["predicted"] != given)),
         "top": [{"rank": r + 1, "index": int(i), "given_label": int(given[i]), "predicted_label": int(arrays["predicted"][i]),
                  "score": float(s[i])} for r, i in enumerate(order[:20])],
-        "file_rows": file_rows is not None,
+        "file_rows": file_rows is not None, "rows_unscored": unscored,
         "label_issues": issues.summary(), "warnings": warnings,
     }
     if noise_known:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from feedwise.data.sources import MIN_MNIST1D_SAMPLES, Dataset, check_seed
+from feedwise.data.sources import MIN_MNIST1D_SAMPLES, Dataset, check_fraction, check_seed
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import make_feeder
@@ -30,6 +30,8 @@ class DataOptions:
     split_seed: int = 0
     max_train: int | None = None
     num_samples: int | None = None
+    val_fraction: float | None = None    # validation split carved from the training rows (default: the workload's)
+    test_fraction: float | None = None   # test split carved from a file without one (npz; default 0.2)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -45,6 +47,9 @@ class DataOptions:
         check_seed(self.split_seed, "--split-seed")
         if self.max_train is not None and self.max_train < 1:
             raise FeedwiseError(f"--max-train must be positive, got {self.max_train}")
+        for option, v in (("--val-fraction", self.val_fraction), ("--test-fraction", self.test_fraction)):
+            if v is not None:
+                check_fraction(v, option)
         if self.num_samples is not None and self.num_samples < MIN_MNIST1D_SAMPLES:
             raise FeedwiseError(f"--num-samples must be at least {MIN_MNIST1D_SAMPLES}, got {self.num_samples}")
         return self
@@ -54,6 +59,9 @@ class DataOptions:
         read, see :func:`feedwise.data.sources.fingerprint_files`) when the data came from files.
         Generated data (mnist1d) has no fingerprint: its options define it, and older studies resume."""
         d = asdict(self)
+        for k in ("val_fraction", "test_fraction"):   # absent when not given: older studies resume
+            if d[k] is None:
+                d.pop(k)
         if data.info.get("fingerprint"):
             d["fingerprint"] = data.info["fingerprint"]
         return d
