@@ -211,3 +211,15 @@ def test_target_must_be_finite_in_the_library_too():
     for t in (math.nan, math.inf, -1.0):
         with pytest.raises(FeedwiseError, match="--target"):
             req(target=t).resolved()
+
+
+def test_a_missing_driver_is_one_line(monkeypatch, tmp_path, capsys):
+    """A fresh install without the postgres extra: the documented URL names the package to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)   # import psycopg -> ImportError
+    assert main(["batch-size", "--num-samples", "2000", "--storage", "postgresql://fw@dbhost/fw",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pip install 'feedwise[postgres]'" in err
+    assert not (tmp_path / "o").exists()

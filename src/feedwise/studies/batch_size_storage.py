@@ -118,8 +118,14 @@ def redact_command(argv: list[str] | None) -> list[str]:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
+    """The first line of the root cause (Optuna wraps driver errors in a generic message)."""
+    seen = set()
+    while (e.__cause__ or e.__context__) is not None and id(e) not in seen:
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith("(Background")]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # ------------------------------------------------------------------------------- retries
