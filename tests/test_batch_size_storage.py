@@ -112,6 +112,15 @@ def test_lost_or_other_storage_is_rebuilt_from_the_trial_folders(tmp_path, data_
         run_batch_size_study(req(trials=4), out, storage=f"sqlite:///{tmp_path / 'small' / 'study.db'}",
                              threads=1, device="cpu")
     assert all(trial_files(out)[k] == v for k, v in files.items())
+    # 4. a folder written before points existed (no "point": point = trial number) resumes the same way
+    for p in out.glob("trials/*/trial.json"):
+        rec = json.loads(p.read_text())
+        rec.pop("point"), rec.pop("study_fingerprint")
+        p.write_text(json.dumps(rec))
+    old = trial_files(out)
+    (out / "study.db").unlink()
+    assert run_batch_size_study(req(trials=4), out, threads=1, device="cpu")["batch_sizes"][0]["points"] == [0, 1, 2, 3]
+    assert trial_files(out) == old
 
 
 def test_storage_url_forms_and_secrets():

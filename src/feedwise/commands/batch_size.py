@@ -13,12 +13,14 @@ def register(sub) -> None:
     p = sub.add_parser("batch-size", help="steps to a target vs batch size, tuned per batch size (Shallue et al.)",
                        description="For each batch size, an Optuna study (scrambled Sobol QMC) over the optimizer's "
                                    "metaparameters; each trial stops at the target or when exact pruning shows it "
-                                   "cannot improve the batch size's best steps-to-result. Re-run to resume.")
+                                   "cannot improve the batch size's best steps-to-result. Re-run the same command "
+                                   "to resume: finished trials are kept, an interrupted one is trained again.")
     p.add_argument("--workload", default="mnist1d-mlp", help="workload name (see `feedwise workloads`)")
     p.add_argument("--batch-sizes", type=comma_list_arg(int, "batch size"), default=[16, 64, 256, 1024, 4096],
                    help="comma-separated batch sizes (default 16,64,256,1024,4096)")
     p.add_argument("--trials", type=int, default=8,
-                   help="finished trials per batch size, counted across all workers sharing the storage")
+                   help="trials per batch size: the Sobol points 0..N-1, shared by all workers on the storage; "
+                        "an interrupted point is trained again, so a resumed study equals an uninterrupted one")
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
     p.add_argument("--target", type=float, default=None, help="target validation error (default: the workload's)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -40,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is stale (killed)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="trials of a batch size run at once in this process (threads); the first to reach the "
+                   help="points of a batch size trained at once in this process (threads); the first to reach the "
                         "target prunes the others at once")
     p.add_argument("--data-parallel", type=int, default=1, metavar="N",
                    help="train every trial with synchronous DDP on N local processes (torch.distributed, gloo on "
