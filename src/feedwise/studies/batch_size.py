@@ -238,13 +238,21 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
             raise FeedwiseError(f"batch size {b} is larger than the training set ({data.num_train} examples)")
     config = study_config(req, space, target, budget)
     fp = fingerprint(config)
-    store = open_storage(url, heartbeat, storage_retry) if url else None   # a bad URL: nothing written yet
+    given = url
     url = url or f"sqlite:///{Path(out).resolve() / 'study.db'}"
-    sd.open(KIND, config, command=redact_command(command),
-            extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
-                   "storage": redact(url), "fingerprint": fp, "world_size": world,
-                   "threads_per_worker": n_threads if world > 1 else None})
-    store = store or open_storage(url, heartbeat, storage_retry)
+
+    def open_out():   # creates study.json, or checks (writing nothing) that --out holds this study
+        sd.open(KIND, config, command=redact_command(command),
+                extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
+                       "storage": redact(url), "fingerprint": fp, "world_size": world,
+                       "threads_per_worker": n_threads if world > 1 else None})
+
+    if sd.study_path.exists() or not given:   # a resume is checked first; the default storage lives in --out
+        open_out()
+        store = open_storage(url, heartbeat, storage_retry)
+    else:                                     # a new study on a given storage: an unreachable one writes nothing
+        store = open_storage(url, heartbeat, storage_retry)
+        open_out()
     batch_sizes = sorted(set(int(b) for b in req.batch_sizes))
     model_fn = workload.model_fn(data)
     studies = {b: open_study(store, url, b, fp, config, sd, space, _sampler(req.seed + b, space))
