@@ -91,3 +91,31 @@ def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
     assert run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu") == json.loads(
         (tmp_path / "ns" / "summary.json").read_text())
     assert main(["noise-scale", "--b-small", "64", "--b-big", "100", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_page_table_sentence_and_summary_share_one_definition_of_perfect_scaling(tmp_path):
+    # issue 13: slopes -0.73, -0.50 from B = 64: no segment is perfect, so nothing may say
+    # "perfect scaling up to B = 64" (summary.json recorded largest_perfect: 64 before)
+    s = fake_study(tmp_path / "mom", "momentum", {
+        64: [(0.04, 0.9, [0.5] * 10 + [0.1], "reached")],
+        256: [(0.1, 0.9, [0.5] * 3 + [0.1], "reached")],
+        1024: [(0.3, 0.9, [0.5, 0.1], "reached")],
+    })
+    assert s["curve"] == {"64": 1100, "256": 400, "1024": 200}
+    assert s["regimes"]["largest_perfect"] is None
+    assert {e["regime"] for e in s["batch_sizes"]} == {"diminishing returns"}
+    sec = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
+    assert "perfect scaling up to" not in sec.markdown and "perfect scaling from" not in sec.markdown
+    assert "no perfect scaling" in sec.markdown
+    assert "| 64 | 1100 | 70400 | diminishing returns |" in sec.markdown
+    # an old summary.json that still says largest_perfect: 64 is read through the same definition
+    old = json.loads((tmp_path / "mom" / "summary.json").read_text())
+    old["regimes"]["largest_perfect"] = 64
+    old["batch_sizes"][0]["regime"] = "perfect scaling"
+    (tmp_path / "mom" / "summary.json").write_text(json.dumps(old))
+    again = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
+    assert again.markdown == sec.markdown
+    fake_study(tmp_path / "sgd", "sgd", {64: [(0.1, None, [0.5, 0.5, 0.5, 0.1], "reached")],
+                                          256: [(0.3, None, [0.1], "reached")]})
+    over = build_overlay([tmp_path / "mom", tmp_path / "sgd"], tmp_path / "assets")[0]
+    assert "| mom | momentum | none | 1024 |" in over.markdown and "| sgd | sgd | 256 | 256 |" in over.markdown

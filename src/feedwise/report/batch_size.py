@@ -15,6 +15,7 @@ from pathlib import Path
 
 from feedwise.report.plots import legend_if_any, plt, save
 from feedwise.report.sections import Section, table_html, table_md
+from feedwise.studies import scaling
 
 REGIME_COLORS = {"perfect scaling": "tab:green", "diminishing returns": "tab:orange",
                  "maximal data parallelism": "tab:red", "single point": "tab:gray", "unreached": "tab:gray"}
@@ -67,6 +68,11 @@ def find_noise_scale(study_dir: Path, workload: str) -> tuple[Path, dict] | None
     return None
 
 
+def _or_none(v):
+    """A "largest B" cell: the batch size, or "none" when no batch size qualifies."""
+    return "none" if v is None else v
+
+
 def _fmt(v, nd=4):
     if v is None:
         return "null"
@@ -104,8 +110,9 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         if k.get("b_crit") not in (None, 0) and k.get("s_min") and math.isfinite(k["b_crit"]):
             grid = [allb[0] * (allb[-1] / allb[0]) ** (j / 60) for j in range(61)]
             ax.plot(grid, [k["s_min"] * (1 + k["b_crit"] / b) for b in grid], "--", color=c, alpha=0.6, zorder=1,
-                    label=f"{label}: fit S_min(1+B_crit/B), B_crit={k['b_crit']:.3g}")
-            ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1)
+                    label=f"{label}: fit S_min(1+B_crit/B)")
+            ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1,
+                       label=f"{label}: knee B_crit={k['b_crit']:.3g} (steps = 2 S_min)")
     if noise is not None and math.isfinite(noise) and noise > 0:
         ax.axvline(noise, color="k", ls="-.", lw=1.2, label=f"noise-scale prediction B_simple={noise:.3g}")
     if len(curves) == 1:
@@ -249,8 +256,21 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
     return [_batch_section(study_dir, assets)]
 
 
+def summary_regimes(summary: dict) -> dict:
+    """The regimes of a batch-size summary, recomputed from its curve by :func:`scaling.regimes`:
+    the table's labels, the sentence and the "largest perfect-scaling B" come from one
+    calculation, also for a summary.json written by an older version."""
+    curve = {int(b): (None if v is None else int(v)) for b, v in (summary.get("curve") or {}).items()}
+    if not curve:
+        curve = {int(e["batch_size"]): e.get("steps_to_result") for e in summary.get("batch_sizes", [])}
+    return scaling.regimes(curve)
+
+
 def _batch_section(study_dir: Path, assets: Path) -> Section:
     s = _read(study_dir / "summary.json")
+    reg = summary_regimes(s)
+    s = {**s, "regimes": reg,
+         "batch_sizes": [{**e, "regime": reg["by_batch_size"].get(int(e["batch_size"]))} for e in s["batch_sizes"]]}
     tag = study_dir.name
     header = ["batch size", "steps to result", "examples to result", "regime", "best lr", "momentum",
               "effective lr", "trials by status", "examples processed"]
@@ -258,15 +278,13 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
              e["best_momentum"], e["best_effective_lr"],
              ", ".join(f"{k} {v}" for k, v in sorted(e["trials_by_status"].items())), e["examples_processed"]]
             for e in s["batch_sizes"]]
-    reg, knee, pr = s["regimes"], s["knee"], s["pruning"]
+    knee, pr = s["knee"], s["pruning"]
     ns = find_noise_scale(study_dir, s["workload"])
     noise = ns[1]["predicted_critical_batch"] if ns else None
     lines = [
         f"Workload **{s['workload']}**, optimizer **{s['optimizer']}**, target validation error < {s['target']}; "
         f"steps to result = the minimum over a batch size's trials of the first evaluation step below the target.",
-        f"Regimes ({reg['rule']}): perfect scaling up to B = {_fmt(reg['largest_perfect'])}; "
-        f"the largest batch size that still cut steps by more than maximal data parallelism allows: "
-        f"B = {_fmt(reg['largest_useful'])}.",
+        f"Regimes ({reg['rule']}): {scaling.regime_sentence(reg)}",
         f"Knee (fit of S(B) = S_min (1 + B_crit/B)): B_crit = {_fmt(knee.get('b_crit'))}, "
         f"S_min = {_fmt(knee.get('s_min'))} steps.",
     ]
@@ -371,8 +389,10 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
     p2 = plot_lr([(c[0], c[1]) for c in curves], assets / "overlay_lr.png", title=f"{workload}: best learning rates")
     header = ["study", "optimizer", "largest perfect-scaling B", "largest useful B", "knee B_crit", "S_min",
               "examples saved"]
-    rows = [[d.name, s["optimizer"], s["regimes"]["largest_perfect"], s["regimes"]["largest_useful"],
-             s["knee"].get("b_crit"), s["knee"].get("s_min"), s["pruning"].get("fraction_saved")] for d, s in sums]
+    regs = [summary_regimes(s) for _, s in sums]
+    rows = [[d.name, s["optimizer"], _or_none(r["largest_perfect"]), _or_none(r["largest_useful"]),
+             s["knee"].get("b_crit"), s["knee"].get("s_min"), s["pruning"].get("fraction_saved")]
+            for (d, s), r in zip(sums, regs)]
     bs_all = sorted({e["batch_size"] for _, s in sums for e in s["batch_sizes"]})
     header2 = ["batch size"] + [f"{s['optimizer']} steps" for _, s in sums]
     rows2 = [[b] + [next((e["steps_to_result"] for e in s["batch_sizes"] if e["batch_size"] == b), None)
