@@ -12,10 +12,11 @@ from feedwise.studies.noise_scale import NoiseScaleRequest, gradient_norms, run_
 from feedwise.studies.train import DataOptions
 
 
-def fake_study(root, optimizer, curves):
+def fake_study(root, optimizer, curves, data=None):
     """A batch-size folder written by hand: per batch size, per trial, (lr, momentum, val errors)."""
     sd = StudyDir(root)
-    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": optimizer, "target": 0.15})
+    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": optimizer, "target": 0.15,
+                           **({"data": data} if data is not None else {})})
     for b, trials in curves.items():
         for i, (lr, m, errs, status) in enumerate(trials):
             t = sd.trial(f"b{b}-{i}")
@@ -119,3 +120,35 @@ def test_page_table_sentence_and_summary_share_one_definition_of_perfect_scaling
                                           256: [(0.3, None, [0.1], "reached")]})
     over = build_overlay([tmp_path / "mom", tmp_path / "sgd"], tmp_path / "assets")[0]
     assert "| mom | momentum | none | 1024 |" in over.markdown and "| sgd | sgd | 256 | 256 |" in over.markdown
+
+
+def _fake_noise_scale(root, data, summary):
+    sd = StudyDir(root)
+    sd.open("noise-scale", {"workload": "mnist1d-mlp", "data": data})
+    if summary is not None:
+        sd.write_summary(summary)
+
+
+def test_batch_size_report_only_quotes_its_own_noise_scale_study_and_skips_what_it_cannot_plot(tmp_path):
+    """issue 19: a --label-noise 0.5 sibling was quoted in a clean study's report, and a sibling
+    without a usable prediction crashed it."""
+    clean = {"data_dir": None, "label_noise": 0.0, "noise_seed": 0, "split_seed": 0, "max_train": None,
+             "num_samples": 2000}
+    curves = {16: [(0.01, 0.9, [0.5, 0.3, 0.2, 0.14], "reached")], 64: [(0.04, 0.9, [0.3, 0.1], "reached")]}
+    fake_study(tmp_path / "bs", "momentum", curves, data=clean)
+    ns = {"kind": "noise-scale", "workload": "mnist1d-mlp", "predicted_critical_batch": 777.0}
+    _fake_noise_scale(tmp_path / "a_noisy", {**clean, "label_noise": 0.5}, {**ns, "predicted_critical_batch": 5.0})
+    _fake_noise_scale(tmp_path / "b_other_size", {**clean, "num_samples": 60000}, ns)
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "Gradient noise scale" not in sec.markdown and "B_simple" not in sec.markdown
+    # same workload and data, but nothing to plot: skipped with a note (no summary; a null prediction)
+    _fake_noise_scale(tmp_path / "c_unfinished", clean, None)
+    _fake_noise_scale(tmp_path / "d_null", clean, {**ns, "predicted_critical_batch": None})
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "c_unfinished" in sec.markdown and "d_null" in sec.markdown and "not plotted" in sec.markdown
+    assert "B_simple =" not in sec.markdown
+    # the study's own noise-scale run (same workload, same data options) is quoted
+    _fake_noise_scale(tmp_path / "e_mine", clean, ns)
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "Gradient noise scale (e_mine): B_simple = 777" in sec.markdown
+    assert "a_noisy" not in sec.markdown and "b_other_size" not in sec.markdown

@@ -54,18 +54,54 @@ def _trial_points(study_dir: Path, target: float) -> list[tuple[int, int]]:
     return pts
 
 
-def find_noise_scale(study_dir: Path, workload: str) -> tuple[Path, dict] | None:
-    """A finished noise-scale study of the same workload: ``<dir>/noise_scale`` or a sibling folder."""
+def _what(study_dir: Path) -> tuple[str | None, dict]:
+    """(workload, data options) a study was run on, from its study.json: two studies can only be
+    compared when both match (a --label-noise 0.5 study says nothing about a clean one)."""
+    cfg = _read(study_dir / "study.json").get("config") or {}
+    return cfg.get("workload"), dict(cfg.get("data") or {})
+
+
+def _positive(v) -> float | None:
+    """``v`` as a finite positive number, or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) and v > 0 else None
+
+
+def find_noise_scale(study_dir: Path, workload: str | None = None) -> tuple[tuple[Path, dict] | None, list[str]]:
+    """The noise-scale study that belongs to this batch-size study: ``<dir>/noise_scale`` or a sibling
+    folder run on the same workload with the same data options (label noise, sizes, seeds, files).
+
+    Returns ``(match or None, notes)``: a matching study whose prediction cannot be plotted (no
+    summary yet, no finite positive B_simple) is skipped with a note, never a crash."""
+    study_dir = Path(study_dir)
+    try:
+        mine = _what(study_dir)
+    except (OSError, json.JSONDecodeError):
+        return None, []
+    if workload is not None and mine[0] is None:
+        mine = (workload, mine[1])
+    notes: list[str] = []
     cands = [study_dir / "noise_scale"] + sorted(p for p in study_dir.parent.iterdir() if p.is_dir())
     for c in cands:
         try:
-            if _read(c / "study.json").get("kind") == "noise-scale" and (c / "summary.json").exists():
-                s = _read(c / "summary.json")
-                if s.get("workload") == workload:
-                    return c, s
-        except (OSError, json.JSONDecodeError):
+            if c == study_dir or _kind(c) != "noise-scale" or _what(c) != mine:
+                continue
+        except (OSError, json.JSONDecodeError, AttributeError):
             continue
-    return None
+        try:
+            s = _read(c / "summary.json")
+        except (OSError, json.JSONDecodeError):
+            notes.append(f"Noise-scale study {c.name} (same workload and data) has no readable summary.json yet: "
+                         f"not used.")
+            continue
+        if not isinstance(s, dict) or _positive(s.get("predicted_critical_batch")) is None:
+            got = s.get("predicted_critical_batch") if isinstance(s, dict) else None
+            notes.append(f"Noise-scale study {c.name} (same workload and data) has no usable prediction "
+                         f"(predicted_critical_batch = {got!r}): not plotted.")
+            continue
+        return (c, s), notes
+    return None, notes
 
 
 def _or_none(v):
@@ -113,7 +149,7 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
                     label=f"{label}: fit S_min(1+B_crit/B)")
             ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1,
                        label=f"{label}: knee B_crit={k['b_crit']:.3g} (steps = 2 S_min)")
-    if noise is not None and math.isfinite(noise) and noise > 0:
+    if _positive(noise) is not None:
         ax.axvline(noise, color="k", ls="-.", lw=1.2, label=f"noise-scale prediction B_simple={noise:.3g}")
     if len(curves) == 1:
         for name, col in REGIME_COLORS.items():
@@ -279,7 +315,7 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
              ", ".join(f"{k} {v}" for k, v in sorted(e["trials_by_status"].items())), e["examples_processed"]]
             for e in s["batch_sizes"]]
     knee, pr = s["knee"], s["pruning"]
-    ns = find_noise_scale(study_dir, s["workload"])
+    ns, ns_notes = find_noise_scale(study_dir, s["workload"])
     noise = ns[1]["predicted_critical_batch"] if ns else None
     lines = [
         f"Workload **{s['workload']}**, optimizer **{s['optimizer']}**, target validation error < {s['target']}; "
@@ -299,6 +335,7 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
         lines.append(f"Gradient noise scale ({ns[0].name}): B_simple = {_fmt(noise)} predicts the critical batch; "
                      f"measured knee B_crit = {_fmt(knee.get('b_crit'))}" +
                      (f" (prediction / measured = {ratio:.2f})." if ratio else "."))
+    lines += ns_notes
     images = []
     p1 = plot_steps([(s["optimizer"], s, _trial_points(study_dir, s["target"]))], assets / f"{tag}_steps.png",
                     noise=noise, title=f"{s['workload']} {s['optimizer']}: steps to val error < {s['target']}")
@@ -350,16 +387,19 @@ def _noise_section(study_dir: Path, assets: Path) -> Section:
              f"Compute: {comp['examples_total']:,} examples ({comp['examples_gradient']:,} of them for the "
              f"gradient measurements)."]
     compare = []
+    mine = _what(study_dir)
+    pred = _positive(s.get("predicted_critical_batch"))
     for p in sorted(q for q in study_dir.parent.iterdir() if q.is_dir()):
         try:
-            if _kind(p) == "batch-size" and (p / "summary.json").exists():
-                b = _read(p / "summary.json")
-                if b.get("workload") == s["workload"]:
-                    k = b["knee"].get("b_crit")
-                    compare.append([p.name, b["optimizer"], k, (s["predicted_critical_batch"] / k) if k else None,
-                                    comp["examples_total"] / max(1, b["pruning"]["examples_processed"])])
-        except (OSError, KeyError, json.JSONDecodeError):
-            continue
+            if _kind(p) != "batch-size" or _what(p) != mine or not (p / "summary.json").exists():
+                continue  # only batch-size studies of the same workload and data options
+            b = _read(p / "summary.json")
+            k = _positive((b.get("knee") or {}).get("b_crit"))
+            spent = (b.get("pruning") or {}).get("examples_processed")
+            compare.append([p.name, b.get("optimizer"), k, (pred / k) if pred and k else None,
+                            comp["examples_total"] / spent if _positive(spent) else None])
+        except (OSError, json.JSONDecodeError, AttributeError, TypeError):
+            lines.append(f"Batch-size study {p.name} could not be read: left out of the comparison.")
     header = ["batch-size study", "optimizer", "measured knee B_crit", "prediction / knee", "compute / sweep"]
     md = "\n\n".join(lines)
     html = "".join(f"<p>{x}</p>" for x in lines)
@@ -382,7 +422,7 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
         return []
     sums = [(d, _read(d / "summary.json")) for d in dirs]
     curves = [(_label(s, d), s, []) for d, s in sums]
-    ns = find_noise_scale(dirs[0], sums[0][1]["workload"])
+    ns, _ = find_noise_scale(dirs[0], sums[0][1]["workload"])
     noise = ns[1]["predicted_critical_batch"] if ns else None
     workload = sums[0][1]["workload"]
     p1 = plot_steps(curves, assets / "overlay_steps.png", noise=noise, title=f"{workload}: steps to result by optimizer")
