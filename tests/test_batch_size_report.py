@@ -152,3 +152,41 @@ def test_batch_size_report_only_quotes_its_own_noise_scale_study_and_skips_what_
     sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
     assert "Gradient noise scale (e_mine): B_simple = 777" in sec.markdown
     assert "a_noisy" not in sec.markdown and "b_other_size" not in sec.markdown
+
+
+def test_knee_line_is_in_the_legend(tmp_path, monkeypatch):
+    import feedwise.report.batch_size as rb
+
+    figs = []
+    monkeypatch.setattr(rb, "save", lambda fig, path, dpi=None: figs.append(fig) or path)
+    fake_study(tmp_path / "mom", "momentum", {
+        16: [(0.01, 0.9, [0.5] * 15 + [0.1], "reached")], 64: [(0.04, 0.9, [0.5] * 3 + [0.1], "reached")],
+        256: [(0.1, 0.9, [0.5, 0.1], "reached")], 1024: [(0.3, 0.9, [0.5, 0.1], "reached")]})
+    build_sections(tmp_path / "mom", tmp_path / "assets")
+    labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    knee = [x for x in labels if "knee B_crit=" in x]
+    assert len(knee) == 1, labels
+    b_crit = json.loads((tmp_path / "mom" / "summary.json").read_text())["knee"]["b_crit"]
+    vlines = [ln for ln in figs[0].axes[0].get_lines() if ln.get_label() == knee[0]]
+    assert vlines and vlines[0].get_xdata()[0] == pytest.approx(b_crit)
+
+
+def test_overlaying_folders_of_different_targets_or_workloads_warns_on_the_page_and_in_markdown(tmp_path):
+    from feedwise.report.html import build_report
+
+    curves = {16: [(0.01, 0.9, [0.5, 0.1], "reached")], 64: [(0.04, 0.9, [0.1], "reached")]}
+    fake_study(tmp_path / "same" / "a", "momentum", curves)
+    fake_study(tmp_path / "same" / "b", "sgd", curves)
+    page = build_report([tmp_path / "same"], out=tmp_path / "r1")
+    assert "Warning" not in page.read_text() and "Warning" not in (page.parent / "report.md").read_text()
+
+    fake_study(tmp_path / "mixed" / "a", "momentum", curves)
+    sd = StudyDir(tmp_path / "mixed" / "b")  # another target, another workload's data options
+    sd.open("batch-size", {"workload": "fashion-mnist-mlp", "optimizer": "sgd", "target": 0.3})
+    s = json.loads((tmp_path / "mixed" / "a" / "summary.json").read_text())
+    sd.write_summary({**s, "workload": "fashion-mnist-mlp", "target": 0.3})
+    page = build_report([tmp_path / "mixed"], out=tmp_path / "r2")
+    html, md = page.read_text(), (page.parent / "report.md").read_text()
+    for text in (html, md):
+        assert "Warning" in text and "differ in workloads and targets" in text
+        assert "a: workload mnist1d-mlp, target 0.15; b: workload fashion-mnist-mlp, target 0.3" in text

@@ -27,7 +27,7 @@ def test_steps_rule_never_breaks_even_even_when_its_seconds_look_cheaper():
         {"examples": None, "seconds": None}  # outside the tolerance: pays for nothing
 
 
-def _fake_subset_study(root: Path) -> None:
+def _fake_subset_study(root: Path, under_half: tuple = ()) -> None:
     """A finished one-shot subset study written by hand: one ensemble member, one acquisition,
     full data and the subset under both budget rules (steps: same work, fewer seconds by chance)."""
     sd = StudyDir(root)
@@ -52,7 +52,7 @@ def _fake_subset_study(root: Path) -> None:
     (root / "subsets").mkdir()
     write_json(root / "subsets" / "bald-0.5.json", {"ensemble": ["oneshot"], "size": 500, "tie_filled": 0,
                                                      "composition": {"counts": [50] * 10, "share": [50.0] * 10,
-                                                                     "under_half": []}})
+                                                                     "under_half": list(under_half)}})
 
 
 def test_summary_gives_no_break_even_under_the_steps_rule(tmp_path):
@@ -77,3 +77,16 @@ def test_saved_subset_benchmarks_follow_the_break_even_rule(name):
         assert r["break_even"] == pytest.approx(be), (r["acquisition"], r["fraction"], r["budget"])
         if r["budget"] == "steps":
             assert r["break_even"] == {"examples": None, "seconds": None}
+
+
+def test_report_says_a_class_imbalance_once(tmp_path):
+    """issue 13: each class-imbalance warning was printed three times (two sections and the caveats)."""
+    from feedwise.report.html import build_report
+
+    _fake_subset_study(tmp_path / "s", under_half=(3, 7))
+    StudyDir(tmp_path / "s").write_summary(summarize(tmp_path / "s"))
+    page = build_report([tmp_path / "s"])
+    for text in (page.read_text(), (page.parent / "report.md").read_text()):
+        assert text.count("Class imbalance: 1 of 1 subsets hold a class under half its proportional share "
+                          "(bald-0.5: class 3, 7)") == 1
+        assert "under half its proportional share 50.0" not in text  # the per-class lines are not repeated

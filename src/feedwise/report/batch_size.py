@@ -455,3 +455,37 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
         caveats.append(TIME_CAVEAT)
     return [Section(title=f"Batch-size scaling by optimizer: {workload}", html=html, markdown=md, images=images,
                     kind="batch-size", caveats=caveats)]
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json (the regimes through the one
+    definition of :func:`summary_regimes`)."""
+    study_dir = Path(study_dir)
+    s = _read(study_dir / "summary.json")
+    if _kind(study_dir) == "noise-scale":
+        pred = _positive(s.get("predicted_critical_batch"))
+        if pred is None:
+            return None
+        return (f"{s.get('workload')}: the gradient noise scale B_simple = {_fmt(s.get('b_simple'), 3)} of one "
+                f"{(s.get('train') or {}).get('steps_run')}-step run predicts a critical batch size of about "
+                f"{pred:.3g}.")
+    reg = summary_regimes(s)
+    reached = [(e["batch_size"], e["steps_to_result"]) for e in s["batch_sizes"] if e["steps_to_result"] is not None]
+    if not reached:
+        return f"{s['workload']}, {s['optimizer']}: no batch size reached the target validation error {s['target']}."
+    text = (f"{s['workload']}, {s['optimizer']}: steps to reach validation error < {s['target']} went from "
+            f"{reached[0][1]} at B = {reached[0][0]} to {reached[-1][1]} at B = {reached[-1][0]}; ")
+    lp, lu = reg["largest_perfect"], reg["largest_useful"]
+    if len(reached) < 2:
+        text += "one batch size is not enough to see a regime"
+    else:
+        text += f"perfect scaling up to B = {lp}" if lp is not None else "no perfect scaling from the smallest batch size"
+        if lu is not None and lu != lp:
+            text += f", steps still falling faster than maximal data parallelism allows up to B = {lu}"
+    k = _positive((s.get("knee") or {}).get("b_crit"))
+    if k is not None:
+        text += f"; fitted knee B_crit ≈ {k:.3g}"
+    never = [e["batch_size"] for e in s["batch_sizes"] if e["steps_to_result"] is None]
+    if never:
+        text += f"; never reached at B = {', '.join(map(str, never))}"
+    return text + "."
