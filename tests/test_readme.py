@@ -169,3 +169,16 @@ def test_the_command_table_names_only_options_that_exist():
         known = {o for a in sub.choices[cmd]._actions for o in a.option_strings}
         for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest):
             assert opt in known, f"feedwise {cmd} has no option {opt}"
+
+
+def test_generating_mnist1d_says_so_once(tmp_path, monkeypatch, capsys):
+    """The first run generates MNIST-1D (20-40 s for 60,000 samples) and said nothing meanwhile."""
+    from feedwise.data.sources import load_dataset
+
+    monkeypatch.setenv("FEEDWISE_DATA", str(tmp_path))
+    monkeypatch.delenv("FEEDWISE_QUIET", raising=False)
+    load_dataset("mnist1d", num_samples=200, val_size=0.1)
+    err = capsys.readouterr().err
+    assert "generating MNIST-1D (200 samples, once; cached in" in err and str(tmp_path) in err.replace("\n", "")
+    load_dataset("mnist1d", num_samples=200, val_size=0.1)
+    assert "generating" not in capsys.readouterr().err  # cached

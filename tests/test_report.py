@@ -68,15 +68,27 @@ def test_demo_builds_one_report_of_all_three_studies(quick_demo):
     assert text.count("<img") >= 6
 
 
-def test_demo_rerun_resumes_without_training_again(quick_demo):
+def test_demo_rerun_resumes_without_training_again(quick_demo, monkeypatch, capsys):
     from feedwise.results import StudyDir
     from feedwise.studies.demo import run_demo
 
     out, _ = quick_demo
     before = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
+    monkeypatch.delenv("FEEDWISE_QUIET", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")  # one printed statement per line, unwrapped
     run_demo(str(out), threads=1, quick=True)
     after = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
     assert before == after
+    # every step prints its result: the emphasis study all four statements, one per line (it printed
+    # "...not significant.; wpv..." and dropped the fourth), the subset step a line of its own
+    err = capsys.readouterr().err
+    lines = [line.strip() for line in err.splitlines()]
+    assert any(line.startswith("train: status") for line in lines)
+    assert any(line.startswith("batch-size: steps-to-result by batch size") for line in lines)
+    statements = [line for line in lines if re.match(r"(spv|wpv) \((final model|best-validation checkpoint)\): ", line)]
+    assert len(statements) == 4, err
+    assert ".;" not in err
+    assert any(line.startswith("subset: mnist1d-mlp, one-shot search") for line in lines), err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")

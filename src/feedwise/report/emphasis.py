@@ -169,5 +169,5 @@ def conclusion(study_dir: Path) -> str | None:
             f"of the final model against uniform sampling: ")
     text += ("; ".join(sig) + "." if sig else "no method differed significantly after Holm.")
     if rest:
-        text += f" Not significant after Holm: {', '.join(rest)} (change in test error)."
+        text += f" Not significant after Holm: {', '.join(rest)} (change in test error; negative is lower)."
     return text
