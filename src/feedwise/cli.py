@@ -62,17 +62,15 @@ def _data_options(a):
 
 
 def _train_config(a):
-    from feedwise.engine import TrainConfig
     from feedwise.workloads import get_workload
 
-    w = get_workload(a.workload)
-    return TrainConfig(
-        batch_size=a.batch_size if a.batch_size is not None else w.batch_size, optimizer=a.optimizer,
-        lr=a.lr if a.lr is not None else w.lr, momentum=a.momentum, weight_decay=a.weight_decay,
-        schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
-        max_steps=a.steps if a.steps is not None else w.max_steps, max_examples=a.examples,
-        eval_every=a.eval_every if a.eval_every is not None else w.eval_every,
-        target=a.target if a.target is not None else w.target, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
+    # the workload's defaults (Workload.train_config, as for library users) under what was given
+    given = {"batch_size": a.batch_size, "lr": a.lr, "max_steps": a.steps, "eval_every": a.eval_every,
+             "target": a.target}
+    return get_workload(a.workload).train_config(
+        **{k: v for k, v in given.items() if v is not None}, optimizer=a.optimizer, momentum=a.momentum,
+        weight_decay=a.weight_decay, schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
+        max_examples=a.examples, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
     )
 
 

@@ -196,3 +196,23 @@ def _projection_section(proj: dict, groups: list[dict], name: str, assets: Path)
         images=[png],
         caveats=["α and β come from processes on one machine (loopback); across machines both are larger, so "
                  "communication dominates earlier than projected here"])
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json: time to result per mode and N."""
+    sd = StudyDir(study_dir)
+    if not sd.summary_path.exists():
+        return None
+    summary = read_json(sd.summary_path)
+    cells = []
+    for g in summary.get("groups", []):
+        t = g.get("time_to_result_s_median")
+        if t is None:
+            cells.append(f"{_label(g)} N={g['world_size']}: target not reached")
+            continue
+        sp = g.get("speedup_vs_sync_w1")
+        cells.append(f"{_label(g)} N={g['world_size']}: {t:.1f} s" + (f" (speed-up {sp:.2f} vs sync N=1)" if sp is not None else ""))
+    if not cells:
+        return None
+    return (f"{summary.get('workload')}, global batch {summary.get('batch_size')}: median time to result "
+            f"(training seconds) " + "; ".join(cells) + ".")

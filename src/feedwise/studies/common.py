@@ -10,13 +10,11 @@ from typing import Callable, Iterable
 import torch
 
 from feedwise.data.sources import Dataset
-from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer
+from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer
 from feedwise.feeders import Feeder
 from feedwise.results import TrialDir
 from feedwise.workloads import Workload
 
-
-DEFAULT_THREADS = 1
 
 
 def set_threads(threads: int | None) -> int:

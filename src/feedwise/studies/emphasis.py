@@ -38,7 +38,7 @@ from feedwise.progress import progress_bar, say
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.diagnostics import auroc, top_share
-from feedwise.studies.emphasis_summary import summarise
+from feedwise.studies.emphasis_summary import primary_test_text, summarise
 from feedwise.studies.train import DataOptions
 from feedwise.workloads import get_workload
 
@@ -204,7 +204,8 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
                 bar.advance(task)
                 summary = _summary(req, records, tuned, study)
                 study.write_summary(summary)
-    say("; ".join(summary["statement"][:3]))
+    for line in summary["statement"]:
+        say(line)
     return summary
 
 
@@ -279,7 +280,5 @@ def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: Stud
     return {"kind": "emphasis", "workload": req.workload, "label_noise": req.data.label_noise,
             "seeds": req.seeds, "steps": req.config.budget_steps(), "batch_size": req.config.batch_size,
             "lr": req.config.lr, "epsilon": req.epsilon, "burn_in": req.burn_in, "tuned": tuned or None,
-            "primary_test": "paired t-test on per-seed test errors (two-sided); Wilcoxon signed-rank also "
-                            "reported (with 5 seeds its smallest possible two-sided p is 0.0625); Holm "
-                            "correction across the methods compared with uniform",
+            "primary_test": primary_test_text(req.seeds),
             **s, "curves": curves}
