@@ -232,3 +232,22 @@ def test_a_missing_driver_is_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "pip install 'feedwise[postgres]'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_threads_never_pop_the_same_point_twice(tmp_path, data_cache):
+    """--jobs 2 on the default SQLite storage: Optuna's pop of an enqueued point is not atomic on SQLite
+    (read WAITING, then set RUNNING); unguarded, 5 of 8 fresh runs trained a point twice and crashed
+    (FolderClash / 'Cannot tell a COMPLETE trial'). Each run must train points 0..N-1 exactly once."""
+    import json
+
+    from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study
+    from feedwise.studies.train import DataOptions
+
+    for i in range(4):
+        req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32, 128], trials=2, optimizer="momentum",
+                               target=0.45, budget=Budget(max_steps=100, ref_batch=128, eval_every=25),
+                               data=DataOptions(num_samples=2000))
+        out = tmp_path / f"r{i}"
+        run_batch_size_study(req, out, threads=1, device="cpu", jobs=2)
+        recs = [json.loads(p.read_text()) for p in (out / "trials").glob("*/trial.json")]
+        assert sorted((r["batch_size"], r["point"]) for r in recs) == [(32, 0), (32, 1), (128, 0), (128, 1)]
