@@ -258,7 +258,10 @@ class Claim:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
-            raise write_error(e, self.path) from None
+            if e.errno not in (errno.EROFS, errno.EACCES) or not self.path.exists():
+                raise write_error(e, self.path) from None
+            # a finished study on a read-only mount: a lock taken on a read-only descriptor still excludes
+            fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
