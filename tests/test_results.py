@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from feedwise.errors import FeedwiseError
-from feedwise.results import (Claim, StudyDir, atomic_writer, read_json, read_npy, read_npz, write_bytes, write_json,
-                              write_npy, write_npz, write_text)
+from feedwise.files import (Claim, atomic_writer, read_json, read_npy, read_npz, write_bytes, write_json, write_npy,
+                            write_npz, write_text)
+from feedwise.results import StudyDir
 
 
 # --------------------------------------------------------------------------- atomic writing

@@ -219,9 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = environment_error(e, out=getattr(args, "out", None))
         if msg:
             return _fail(msg)
+        from feedwise.files import first_line
+
         where = _log_internal_error(e, args)
-        _say(f"feedwise: internal error (a bug, not a mistake in your input): {type(e).__name__}: "
-             f"{_first_line(e)}; " + (f"traceback in {where}" if where else "the traceback could not be saved"))
+        what = ": ".join(filter(None, (type(e).__name__, first_line(e, 200))))
+        _say(f"feedwise: internal error (a bug, not a mistake in your input): {what}; "
+             + (f"traceback in {where}" if where else "the traceback could not be saved"))
         return EXIT_INTERNAL
     finally:
         if previous is not None:
@@ -255,11 +258,6 @@ def _say(line: str) -> None:
 def _fail(message: str) -> int:
     _say(f"feedwise: error: {message}")
     return EXIT_USER
-
-
-def _first_line(e: BaseException, n: int = 200) -> str:
-    s = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return s if len(s) <= n else s[:n] + "..."
 
 
 def _log_internal_error(e: BaseException, args) -> str | None:

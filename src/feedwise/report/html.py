@@ -14,7 +14,7 @@ from pathlib import Path
 
 from feedwise.errors import FeedwiseError
 from feedwise.report.sections import SECTION_MODULES, Section
-from feedwise.results import mkdir, read_json, write_text
+from feedwise.files import mkdir, read_json, write_text
 
 QUESTIONS = {
     "train": "How does one training run of this workload behave?",

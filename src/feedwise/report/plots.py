@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib
 
-from feedwise.results import atomic_writer, mkdir
+from feedwise.files import atomic_writer, mkdir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

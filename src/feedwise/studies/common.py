@@ -12,7 +12,8 @@ from feedwise.data.sources import Dataset
 from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer
 from feedwise.feeders import Feeder
 from feedwise.progress import say
-from feedwise.results import Claim, TrialDir
+from feedwise.files import Claim
+from feedwise.results import TrialDir
 from feedwise.workloads import Workload
 
 

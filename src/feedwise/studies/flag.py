@@ -44,7 +44,8 @@ from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.progress import say
-from feedwise.results import StudyDir, atomic_writer, read_npz, write_npz
+from feedwise.files import atomic_writer, read_npz, write_npz
+from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.diagnostics import auroc, rank, top_k_share  # noqa: F401  (re-exported)
 from feedwise.studies.train import DataOptions

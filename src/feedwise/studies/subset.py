@@ -57,7 +57,8 @@ from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar, say
-from feedwise.results import StudyDir, TrialDir, mkdir, read_json, read_npy, read_npz, write_json, write_npy, write_npz
+from feedwise.files import mkdir, read_json, read_npy, read_npz, write_json, write_npy, write_npz
+from feedwise.results import StudyDir, TrialDir
 from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
 from feedwise.studies.subset_summary import (BREAK_EVEN_RULE, break_even, fraction_tag,  # noqa: F401  (re-exported)
                                              subset_name, summarize)
