@@ -199,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         if interrupted:   # a Ctrl-C that some library caught and dropped still stops us
             raise KeyboardInterrupt
         return code
-    except SystemExit as e:   # argparse: --help (0) or a mistyped option (2, its one line already printed)
-        return e.code if isinstance(e.code, int) else EXIT_USER
     except FeedwiseError as e:
         return _fail(str(e))
     except BrokenPipeError:

@@ -188,6 +188,7 @@ class TrialDir:
         self._file = None
         self._claim = Claim(self.path / "claim")
         self._started_claim = False
+        self._began = False
 
     @property
     def id(self) -> str:
@@ -229,6 +230,10 @@ class TrialDir:
 
     # ------------------------------------------------------------------ writing
     def write(self, record: dict) -> None:
+        """Write trial.json. A record written on its own may create the trial's folder; the folder of a
+        trial this object started is never created again (deleted during the run: an error)."""
+        if not self._began and not self.path.is_dir():
+            mkdir(self.path, parents=True)
         write_json(self.path / "trial.json", record)
 
     def start(self, record: dict, columns: Iterable[str] = MEASUREMENT_COLUMNS) -> None:
@@ -237,6 +242,7 @@ class TrialDir:
             if not self.acquire(wait=False):
                 raise FeedwiseError(f"trial {self.path} is being run by {self.holder()}; it is not run twice")
             self._started_claim = True
+        self._began = True
         try:
             self.write({**record, "status": "running"})
             self.columns = list(columns)
