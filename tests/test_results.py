@@ -1,7 +1,6 @@
 """The results folder: atomic writes (and their file mode), exclusive creation of study.json under
 concurrency, trial claims, and damaged files read back as one error naming the file."""
 
-import json
 import multiprocessing as mp
 import os
 import shutil
