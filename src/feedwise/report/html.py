@@ -14,7 +14,7 @@ from pathlib import Path
 
 from feedwise.errors import FeedwiseError
 from feedwise.report.sections import SECTION_MODULES, Section
-from feedwise.results import read_json
+from feedwise.files import mkdir, read_json, write_text
 
 QUESTIONS = {
     "train": "How does one training run of this workload behave?",
@@ -87,6 +87,11 @@ def _sections_for(dirs: list[Path], assets: Path) -> list[tuple[Path, dict, list
         kind = study.get("kind")
         if kind not in SECTION_MODULES:
             raise FeedwiseError(f"{d}: unknown study kind '{kind}'")
+        if kind not in NEEDS_NO_SUMMARY:
+            if not (d / "summary.json").exists():
+                found.append((d, study, [_not_yet(d, kind)]))
+                continue
+            read_json(d / "summary.json")   # a damaged summary is one error naming it, not a traceback later
         module = importlib.import_module(SECTION_MODULES[kind])
         found.append((d, study, module.build_sections(d, assets)))
         by_kind.setdefault(kind, []).append(d)
@@ -150,6 +155,17 @@ def _conclusions(found: list[tuple[Path, dict, list[Section]]]) -> list[tuple[st
     return out
 
 
+NEEDS_NO_SUMMARY = {"train"}   # kinds whose section reads trials/ only
+
+
+def _not_yet(d: Path, kind: str) -> Section:
+    """The section of a study that has no summary.json yet (never run to the end, or interrupted)."""
+    text = (f"No summary.json in {d} yet: the {kind} study has not finished a run. Re-run its command to resume "
+            "it (finished trials are kept), then the report.")
+    return Section(title=f"{kind}: no results yet ({d.name})", kind=kind, html=f"<p>{html.escape(text)}</p>",
+                   markdown=text, caveats=[])
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
@@ -162,7 +178,7 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     study_dirs = expand_study_dirs(dirs)
     out = Path(out) if out else Path(dirs[0]) / "report"
     assets = out
-    out.mkdir(parents=True, exist_ok=True)
+    mkdir(out, parents=True)
     found = _sections_for(study_dirs, assets)
     machine = next((s.get("machine") for _, s, _ in found if s.get("machine")), {})
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -223,8 +239,6 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     md += body_md + ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS] + ["", "## Caveats", ""]
     md += [f"- {c}" for c in general]
     page = out / "index.html"
-    tmp = page.with_suffix(".tmp")
-    tmp.write_text("\n".join(h))
-    tmp.replace(page)
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text(page, "\n".join(h))
+    write_text(out / "report.md", "\n".join(md) + "\n")
     return page

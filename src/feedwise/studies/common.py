@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 
 from feedwise.data.sources import Dataset
 from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer
 from feedwise.feeders import Feeder
+from feedwise.progress import say
+from feedwise.files import Claim
 from feedwise.results import TrialDir
 from feedwise.workloads import Workload
 
@@ -57,7 +59,10 @@ def pick_device(device: str = "auto") -> torch.device:
 def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,
               device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
               progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
-    """Train one run and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
+    """Train one run and write ``trial.json`` + ``measurements.csv`` (rows as they come).
+
+    The trial is claimed for the run (see :class:`feedwise.results.TrialDir`): by the caller, who
+    holds it across what it adds afterwards, or else here; another process holding it is an error."""
     base = {
         "id": trial.id, "workload": workload.name, "hparams": cfg.hparams(), "seed": cfg.seed,
         "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
@@ -65,6 +70,42 @@ def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConf
     }
     trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device)
     trial.start(base)
-    result = trainer.run(callbacks=callbacks, on_row=trial.add_row, progress=progress)
+    try:
+        result = trainer.run(callbacks=callbacks, on_row=trial.add_row, progress=progress)
+    except BaseException:
+        trial.abort()   # stays ``running``: run again from step 0 on resume
+        raise
     trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device)})
     return result, trainer
+
+
+class Job(NamedTuple):
+    """One piece of claimed work: ``run()`` is called while ``claim`` is held, unless ``done()``."""
+
+    claim: Claim | TrialDir
+    done: Callable[[], bool]
+    run: Callable[[], object]
+    name: str
+
+
+def run_claimed(jobs: Iterable[Job]) -> None:
+    """Run every job that is not done, each while holding its claim, so that several processes
+    sharing one results folder split the work and never do one job twice.
+
+    A job another process holds is passed over on the first pass and waited for on a second: when
+    its holder finishes it, it is done; when the holder died, its claim is free and it runs here."""
+    pending = []
+    for job in jobs:
+        if job.done():
+            continue
+        with job.claim.hold(wait=False) as got:
+            if not got:
+                pending.append(job)
+            elif not job.done():
+                job.run()
+    for job in pending:
+        if job.done():
+            continue
+        with job.claim.hold(waiting=lambda who, job=job: say(f"waiting for {job.name}, which {who} is running")):
+            if not job.done():
+                job.run()

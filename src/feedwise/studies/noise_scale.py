@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from feedwise.engine import TrainConfig, derive_seed
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
-from feedwise.progress import progress_bar
+from feedwise.progress import progress_bar, say
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.train import DataOptions
@@ -181,38 +181,39 @@ def run_noise_scale(req: NoiseScaleRequest, out: str | Path, threads: int | None
               "measure_every": req.measure_every, "data": req.data.identity(data)}
     sd.open(KIND, config, command=command, extra={"threads": n_threads, "device": str(dev), "dataset": data.describe()})
     trial = sd.trial(0)
-    if trial.finished() and sd.summary_path.exists():
-        return sd.read_summary()
-    trial.path.mkdir(parents=True, exist_ok=True)
-    probe = NoiseProbe(req.b_small, req.b_big, req.seed, trial.path / "noise_scale.csv")
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"noise scale {req.workload} bs={cfg.batch_size}", total=cfg.budget_steps())
-            result, _ = run_trial(trial, w, data, cfg, UniformFeeder(), device=dev, callbacks=[probe],
-                                  record={"b_small": req.b_small, "b_big": req.b_big},
-                                  progress=lambda s, t: bar.update(task, completed=s))
-    finally:
-        probe.close()
-    rows = probe.rows
-    g2s, trs = [r["g2"] for r in rows], [r["trace"] for r in rows]
-    q = max(1, len(rows) // 4)
-    mean_all = b_simple(g2s, trs)
-    last = b_simple(g2s[-q:], trs[-q:])
-    ex_grad = len(rows) * req.b_big
-    summary = {
-        "kind": KIND, "workload": req.workload, "b_small": req.b_small, "b_big": req.b_big,
-        "train": {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
-                  "status": result.status, "steps_run": result.steps_run, "steps_to_result": result.steps_to_result,
-                  "target": cfg.target},
-        "measurements": len(rows), "b_simple": mean_all, "b_simple_last": last,
-        "predicted_critical_batch": mean_all,
-        "prediction_rule": "B_simple = mean(tr Sigma)/mean(|G|^2) over all measurements of the short run",
-        "mean_g2": sum(g2s) / len(g2s) if g2s else None, "mean_trace": sum(trs) / len(trs) if trs else None,
-        "compute": {"examples_train": result.examples, "examples_gradient": ex_grad,
-                    "examples_total": result.examples + ex_grad, "wall_s": result.wall_s + result.eval_s},
-        "series": [{k: r[k] for k in ("step", "g2", "trace", "b_simple_point", "b_simple_running")} for r in rows],
-    }
-    if not rows:
-        raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --max-steps")
-    sd.write_summary(summary)
-    return summary
+    # another process running this very study holds trial 0: wait for it instead of measuring twice
+    with trial.hold(waiting=lambda who: say(f"waiting for trial 0 in {out}, which {who} is running")):
+        if trial.finished() and sd.summary_path.exists():
+            return sd.read_summary()
+        probe = NoiseProbe(req.b_small, req.b_big, req.seed, trial.path / "noise_scale.csv")
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task(f"noise scale {req.workload} bs={cfg.batch_size}", total=cfg.budget_steps())
+                result, _ = run_trial(trial, w, data, cfg, UniformFeeder(), device=dev, callbacks=[probe],
+                                      record={"b_small": req.b_small, "b_big": req.b_big},
+                                      progress=lambda s, t: bar.update(task, completed=s))
+        finally:
+            probe.close()
+        rows = probe.rows
+        g2s, trs = [r["g2"] for r in rows], [r["trace"] for r in rows]
+        q = max(1, len(rows) // 4)
+        mean_all = b_simple(g2s, trs)
+        last = b_simple(g2s[-q:], trs[-q:])
+        ex_grad = len(rows) * req.b_big
+        summary = {
+            "kind": KIND, "workload": req.workload, "b_small": req.b_small, "b_big": req.b_big,
+            "train": {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
+                      "status": result.status, "steps_run": result.steps_run, "steps_to_result": result.steps_to_result,
+                      "target": cfg.target},
+            "measurements": len(rows), "b_simple": mean_all, "b_simple_last": last,
+            "predicted_critical_batch": mean_all,
+            "prediction_rule": "B_simple = mean(tr Sigma)/mean(|G|^2) over all measurements of the short run",
+            "mean_g2": sum(g2s) / len(g2s) if g2s else None, "mean_trace": sum(trs) / len(trs) if trs else None,
+            "compute": {"examples_train": result.examples, "examples_gradient": ex_grad,
+                        "examples_total": result.examples + ex_grad, "wall_s": result.wall_s + result.eval_s},
+            "series": [{k: r[k] for k in ("step", "g2", "trace", "b_simple_point", "b_simple_running")} for r in rows],
+        }
+        if not rows:
+            raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --max-steps")
+        sd.write_summary(summary)
+        return summary
