@@ -37,17 +37,29 @@ def csv_steps_to_result(study: Path, target: float) -> dict:
     return best
 
 
-def finished_optuna(out: Path) -> dict:
+def finished_optuna(out: Path, storage: str | None = None) -> dict:
+    """``{batch size: {state: [trial numbers]}}`` of the feedwise studies in a storage, plus
+    ``points`` (the Sobol points of the finished trials) and ``skipped`` (trials that trained nothing)."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{out / 'study.db'}"
+    storage = storage or f"sqlite:///{out / 'study.db'}"
     res = {}
-    for s in optuna.get_all_study_summaries(storage):
+    for s in optuna.study.get_all_study_summaries(storage):
+        if not s.study_name.startswith("feedwise-bs"):
+            continue
         st = optuna.load_study(study_name=s.study_name, storage=storage)
-        res[s.study_name] = {state.name: [t.number for t in st.get_trials(states=(state,))]
-                             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+        trials = st.get_trials()
+        b = st.user_attrs["batch_size"]
+        assert b not in res, "two storage studies for one batch size"
+        res[b] = {state.name: [t.number for t in trials if t.state == state]
+                  for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+                                TrialState.WAITING)}
+        res[b]["points"] = sorted(t.user_attrs["point"] for t in trials
+                                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        res[b]["skipped"] = [t.number for t in trials if "feedwise_skipped" in t.user_attrs]
+        res[b]["name"] = s.study_name
     return res
 
 
@@ -96,8 +108,9 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
     assert all(e["steps_to_result"] is not None for e in by_b.values())
     opt = finished_optuna(out)
     for b, e in by_b.items():
-        st = opt[f"bs{b}"]
+        st = opt[b]
         assert len(st["COMPLETE"]) + len(st["PRUNED"]) == 4 and not st["RUNNING"]
+        assert st["points"] == [0, 1, 2, 3] == e["points"] and st["name"].startswith(f"feedwise-bs{b}-")
         assert sum(e["trials_by_status"].values()) == e["trials"] == 4
         assert e["best_effective_lr"] == pytest.approx(e["best_lr"] / (1 - e["best_momentum"]))
     # trial.json records the Optuna trial and batch size; pruned trials stopped exactly
@@ -105,7 +118,7 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
     for t in (out / "trials").iterdir():
         rec = json.loads((t / "trial.json").read_text())
         b, num = rec["batch_size"], rec["optuna"]["number"]
-        assert t.name == f"b{b}-{num}" and rec["optuna"]["study"] == f"bs{b}"
+        assert t.name == f"b{b}-{num}" and rec["optuna"]["study"] == opt[b]["name"] and rec["point"] == num
         if rec["status"] == "pruned":
             pruned += 1
             best = by_b[b]["steps_to_result"]
@@ -129,25 +142,58 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
     req.trials, req.batch_sizes = 5, [64]
     run_batch_size_study(req, out, threads=1, device="cpu")
     opt = finished_optuna(out)
-    assert len(opt["bs64"]["COMPLETE"]) + len(opt["bs64"]["PRUNED"]) == 5
-    assert len(opt["bs256"]["COMPLETE"]) + len(opt["bs256"]["PRUNED"]) == 4
+    assert opt[64]["points"] == [0, 1, 2, 3, 4] and opt[256]["points"] == [0, 1, 2, 3]
     # a different study in the same folder is refused
     req.optimizer = "sgd"
     with pytest.raises(FeedwiseError, match="different study"):
         run_batch_size_study(req, out, threads=1, device="cpu")
 
 
-def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
+SPACE_YAML = "lr: [2e-2, 0.5]\none_minus_momentum: [5e-2, 0.5]\nend_factor: 1\ndecay_fraction: 1\n"
+
+
+def kill_args(tmp_path: Path, out: Path) -> list[str]:
+    """A study of a few seconds whose best point at B=128 (point 3, 80 steps) beats point 0 (160)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE_YAML)   # exponents without a dot: PyYAML reads them as strings
+    return ["batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000", "--batch-sizes", "128",
+            "--trials", "4", "--target", "0.55", "--max-steps", "400", "--ref-batch", "0", "--eval-every", "20",
+            "--space", str(space), "--seed", "3", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
+
+
+def by_point(out: Path) -> dict:
+    """``{point: (status, steps_run, steps_to_result)}`` of the finished trials."""
+    res = {}
+    for p in out.glob("trials/*/trial.json"):
+        r = json.loads(p.read_text())
+        if r["status"] in ("reached", "budget", "pruned", "diverged"):
+            assert r["point"] not in res, "a point finished twice"
+            res[r["point"]] = (r["status"], r["steps_run"], r["steps_to_result"])
+    return res
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_cache):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    assert main(kill_args(tmp, tmp / "o")) == 0
+    return json.loads((tmp / "o" / "summary.json").read_text()), by_point(tmp / "o")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_study_resumes_to_the_uninterrupted_answer(tmp_path, data_cache, uninterrupted, sig):
+    """A real Ctrl-C / SIGKILL inside a trial, then the same command: the interrupted point is
+    trained again, so the evaluated points, each point's outcome and the steps-to-result equal
+    the uninterrupted run's (same process count and threads: same-machine determinism), and the
+    interrupted attempt's examples are counted on top."""
+    ref_summary, ref_points = uninterrupted
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "3", "--target", "0.01", "--max-steps", "3000", "--ref-batch", "0",
-           "--eval-every", "50", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
+    args = kill_args(tmp_path, out)
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed_dir = None
-    deadline = time.time() + 150
+    proc = subprocess.Popen([sys.executable, "-m", "feedwise.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    killed_dir, deadline = None, time.time() + 150
     while time.time() < deadline and killed_dir is None and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.01)
         recs = {}
         for t in out.glob("trials/*/trial.json"):
             try:
@@ -156,31 +202,43 @@ def test_sigkill_mid_trial_then_resume(tmp_path, data_cache):
                 pass
         done = [p for p, r in recs.items() if r["status"] != "running"]
         running = [p for p, r in recs.items() if r["status"] == "running"
-                   and len((p / "measurements.csv").read_text().splitlines()) >= 3]
+                   and len((p / "measurements.csv").read_text().splitlines()) >= 2]
         if done and running:
             killed_dir = running[0]
-            os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert killed_dir is not None, proc.stderr.read().decode()[-2000:]
-    assert proc.returncode == -signal.SIGKILL
-    assert json.loads((killed_dir / "trial.json").read_text())["status"] == "running"
-    time.sleep(3.5)  # past the heartbeat grace period (3 x 1 s): the killed trial is stale
-    # the same command again (in this process, to spare a second interpreter start-up)
-    req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32], trials=3, optimizer="momentum", target=0.01,
-                           budget=Budget(max_steps=3000, ref_batch=0, eval_every=50, min_eval_every=10), data=TINY)
-    run_batch_size_study(req, out, threads=1, device="cpu", heartbeat=1)
-    opt = finished_optuna(out)["bs32"]
-    finished = opt["COMPLETE"] + opt["PRUNED"]
-    assert len(finished) == 3 and len(set(finished)) == 3 and not opt["RUNNING"]
+            os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert killed_dir is not None, err.decode()[-2000:]
+    killed_point = json.loads((killed_dir / "trial.json").read_text())["point"]
+    if sig == signal.SIGINT:   # Ctrl-C: one line, the trial failed and its folder is unfinished at once
+        assert proc.returncode == 130 and "Traceback" not in err.decode(), err.decode()[-2000:]
+        assert json.loads((killed_dir / "trial.json").read_text())["status"] == "unfinished"
+    else:                      # SIGKILL: found stale by the next run, after 3 heartbeats of silence
+        assert proc.returncode == -signal.SIGKILL
+        assert json.loads((killed_dir / "trial.json").read_text())["status"] == "running"
+        time.sleep(3.5)
+    finished_before = {p.parent.name: p.read_bytes() for p in out.glob("trials/*/trial.json")
+                       if json.loads(p.read_text())["status"] != "running" and p.parent != killed_dir}
+    assert main(args) == 0     # the same command resumes (in this process, to spare an interpreter start-up)
+
     killed = json.loads((killed_dir / "trial.json").read_text())
-    assert killed["status"] == "unfinished" and killed["optuna"]["number"] in opt["FAIL"]
-    # each finished Optuna trial has exactly one finished folder; none was run twice
-    dirs = {json.loads(p.read_text())["optuna"]["number"]: json.loads(p.read_text())["status"]
-            for p in out.glob("trials/*/trial.json")}
-    assert sorted(n for n, st in dirs.items() if st in ("reached", "budget", "pruned", "diverged")) == sorted(finished)
+    assert killed["status"] == "unfinished" and killed["examples"] > 0
+    assert killed["examples"] == killed["steps_run"] * 128
+    for name, raw in finished_before.items():   # finished folders are never rewritten
+        assert (out / "trials" / name / "trial.json").read_bytes() == raw
+    assert by_point(out) == ref_points and sorted(ref_points) == [0, 1, 2, 3]
+    assert killed_point in ref_points
     s = json.loads((out / "summary.json").read_text())
-    assert s["batch_sizes"][0]["trials_by_status"].get("unfinished") == 1
-    assert s["batch_sizes"][0]["steps_to_result"] is None
+    assert s["curve"] == ref_summary["curve"] and s["curve"]["128"] is not None
+    assert s["batch_sizes"][0]["points"] == [0, 1, 2, 3]
+    assert s["batch_sizes"][0]["trials_by_status"]["unfinished"] == 1
+    pr, ref = s["pruning"], ref_summary["pruning"]
+    assert pr["unfinished_trials"] == 1 and pr["examples_unfinished"] == killed["examples"]
+    assert pr["examples_processed"] == ref["examples_processed"] + killed["examples"]
+    assert pr["examples_unpruned"] == ref["examples_unpruned"] + killed["examples"]
+    assert s["knee"] == ref_summary["knee"]
+    opt = finished_optuna(out)[128]
+    assert opt["points"] == [0, 1, 2, 3] and not opt["RUNNING"] and not opt["WAITING"]
+    assert killed["optuna"]["number"] in opt["FAIL"]
 
 
 def test_two_workers_share_one_study(tmp_path, data_cache):
@@ -199,18 +257,22 @@ def test_two_workers_share_one_study(tmp_path, data_cache):
     run_batch_size_study(req, out, threads=1, device="cpu")
     other.wait(timeout=120)
     assert other.returncode == 0, other.stderr.read().decode()[-2000:]
-    opt = finished_optuna(out)["bs32"]
+    opt = finished_optuna(out)[32]
     finished = opt["COMPLETE"] + opt["PRUNED"]
-    # "until 4 finished across all workers": at most one extra trial per extra worker
-    assert 4 <= len(finished) <= 5 and not opt["RUNNING"] and not opt["FAIL"]
+    # exactly the points 0..3, each trained once, across both workers (no overshoot)
+    assert opt["points"] == [0, 1, 2, 3] and not opt["RUNNING"] and not opt["WAITING"]
+    assert set(opt["FAIL"]) == set(opt["skipped"])    # the only failures: trials that lost a race, untrained
     recs = [json.loads(p.read_text()) for p in out.glob("trials/*/trial.json")]
     assert sorted(r["optuna"]["number"] for r in recs) == sorted(finished)
+    assert sorted(r["point"] for r in recs) == [0, 1, 2, 3]
     assert {r["worker"]["pid"] for r in recs} == {other.pid, os.getpid()}     # both workers trained
     assert len({r["search_params"]["lr"] for r in recs}) == len(recs)   # no QMC point drawn twice
+    # both workers waited for the other's last point: the summary each wrote last is complete
+    assert json.loads((out / "summary.json").read_text())["batch_sizes"][0]["points"] == [0, 1, 2, 3]
 
 
 def test_concurrent_trials_train_exactly_like_serial_ones(tmp_path, data_cache):
-    """--jobs runs trials in threads: same Sobol point and same training per trial number."""
+    """--jobs runs trials in threads: same Sobol point and same training per point (one process)."""
     def run(jobs):
         req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[64], trials=3, optimizer="momentum",
                                target=1e-9, budget=Budget(max_steps=60, ref_batch=0, eval_every=20), seed=2,
@@ -221,7 +283,7 @@ def test_concurrent_trials_train_exactly_like_serial_ones(tmp_path, data_cache):
             rec = json.loads((t / "trial.json").read_text())
             with open(t / "measurements.csv") as f:
                 rows = [(int(r["step"]), float(r["train_loss"]), float(r["val_error"])) for r in csv.DictReader(f)]
-            out[rec["optuna"]["number"]] = (rec["search_params"], rec["status"], rows)
+            out[rec["point"]] = (rec["search_params"], rec["status"], rows)
         return out
 
     serial, threaded = run(1), run(3)

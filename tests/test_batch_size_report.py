@@ -12,10 +12,11 @@ from feedwise.studies.noise_scale import NoiseScaleRequest, gradient_norms, run_
 from feedwise.studies.train import DataOptions
 
 
-def fake_study(root, optimizer, curves):
+def fake_study(root, optimizer, curves, data=None):
     """A batch-size folder written by hand: per batch size, per trial, (lr, momentum, val errors)."""
     sd = StudyDir(root)
-    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": optimizer, "target": 0.15})
+    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": optimizer, "target": 0.15,
+                           **({"data": data} if data is not None else {})})
     for b, trials in curves.items():
         for i, (lr, m, errs, status) in enumerate(trials):
             t = sd.trial(f"b{b}-{i}")
@@ -91,3 +92,101 @@ def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
     assert run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu") == json.loads(
         (tmp_path / "ns" / "summary.json").read_text())
     assert main(["noise-scale", "--b-small", "64", "--b-big", "100", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_page_table_sentence_and_summary_share_one_definition_of_perfect_scaling(tmp_path):
+    # issue 13: slopes -0.73, -0.50 from B = 64: no segment is perfect, so nothing may say
+    # "perfect scaling up to B = 64" (summary.json recorded largest_perfect: 64 before)
+    s = fake_study(tmp_path / "mom", "momentum", {
+        64: [(0.04, 0.9, [0.5] * 10 + [0.1], "reached")],
+        256: [(0.1, 0.9, [0.5] * 3 + [0.1], "reached")],
+        1024: [(0.3, 0.9, [0.5, 0.1], "reached")],
+    })
+    assert s["curve"] == {"64": 1100, "256": 400, "1024": 200}
+    assert s["regimes"]["largest_perfect"] is None
+    assert {e["regime"] for e in s["batch_sizes"]} == {"diminishing returns"}
+    sec = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
+    assert "perfect scaling up to" not in sec.markdown and "perfect scaling from" not in sec.markdown
+    assert "no perfect scaling" in sec.markdown
+    assert "| 64 | 1100 | 70400 | diminishing returns |" in sec.markdown
+    # an old summary.json that still says largest_perfect: 64 is read through the same definition
+    old = json.loads((tmp_path / "mom" / "summary.json").read_text())
+    old["regimes"]["largest_perfect"] = 64
+    old["batch_sizes"][0]["regime"] = "perfect scaling"
+    (tmp_path / "mom" / "summary.json").write_text(json.dumps(old))
+    again = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
+    assert again.markdown == sec.markdown
+    fake_study(tmp_path / "sgd", "sgd", {64: [(0.1, None, [0.5, 0.5, 0.5, 0.1], "reached")],
+                                          256: [(0.3, None, [0.1], "reached")]})
+    over = build_overlay([tmp_path / "mom", tmp_path / "sgd"], tmp_path / "assets")[0]
+    assert "| mom | momentum | none | 1024 |" in over.markdown and "| sgd | sgd | 256 | 256 |" in over.markdown
+
+
+def _fake_noise_scale(root, data, summary):
+    sd = StudyDir(root)
+    sd.open("noise-scale", {"workload": "mnist1d-mlp", "data": data})
+    if summary is not None:
+        sd.write_summary(summary)
+
+
+def test_batch_size_report_only_quotes_its_own_noise_scale_study_and_skips_what_it_cannot_plot(tmp_path):
+    """issue 19: a --label-noise 0.5 sibling was quoted in a clean study's report, and a sibling
+    without a usable prediction crashed it."""
+    clean = {"data_dir": None, "label_noise": 0.0, "noise_seed": 0, "split_seed": 0, "max_train": None,
+             "num_samples": 2000}
+    curves = {16: [(0.01, 0.9, [0.5, 0.3, 0.2, 0.14], "reached")], 64: [(0.04, 0.9, [0.3, 0.1], "reached")]}
+    fake_study(tmp_path / "bs", "momentum", curves, data=clean)
+    ns = {"kind": "noise-scale", "workload": "mnist1d-mlp", "predicted_critical_batch": 777.0}
+    _fake_noise_scale(tmp_path / "a_noisy", {**clean, "label_noise": 0.5}, {**ns, "predicted_critical_batch": 5.0})
+    _fake_noise_scale(tmp_path / "b_other_size", {**clean, "num_samples": 60000}, ns)
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "Gradient noise scale" not in sec.markdown and "B_simple" not in sec.markdown
+    # same workload and data, but nothing to plot: skipped with a note (no summary; a null prediction)
+    _fake_noise_scale(tmp_path / "c_unfinished", clean, None)
+    _fake_noise_scale(tmp_path / "d_null", clean, {**ns, "predicted_critical_batch": None})
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "c_unfinished" in sec.markdown and "d_null" in sec.markdown and "not plotted" in sec.markdown
+    assert "B_simple =" not in sec.markdown
+    # the study's own noise-scale run (same workload, same data options) is quoted
+    _fake_noise_scale(tmp_path / "e_mine", clean, ns)
+    sec = build_sections(tmp_path / "bs", tmp_path / "assets")[0]
+    assert "Gradient noise scale (e_mine): B_simple = 777" in sec.markdown
+    assert "a_noisy" not in sec.markdown and "b_other_size" not in sec.markdown
+
+
+def test_knee_line_is_in_the_legend(tmp_path, monkeypatch):
+    import feedwise.report.batch_size as rb
+
+    figs = []
+    monkeypatch.setattr(rb, "save", lambda fig, path, dpi=None: figs.append(fig) or path)
+    fake_study(tmp_path / "mom", "momentum", {
+        16: [(0.01, 0.9, [0.5] * 15 + [0.1], "reached")], 64: [(0.04, 0.9, [0.5] * 3 + [0.1], "reached")],
+        256: [(0.1, 0.9, [0.5, 0.1], "reached")], 1024: [(0.3, 0.9, [0.5, 0.1], "reached")]})
+    build_sections(tmp_path / "mom", tmp_path / "assets")
+    labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    knee = [x for x in labels if "knee B_crit=" in x]
+    assert len(knee) == 1, labels
+    b_crit = json.loads((tmp_path / "mom" / "summary.json").read_text())["knee"]["b_crit"]
+    vlines = [ln for ln in figs[0].axes[0].get_lines() if ln.get_label() == knee[0]]
+    assert vlines and vlines[0].get_xdata()[0] == pytest.approx(b_crit)
+
+
+def test_overlaying_folders_of_different_targets_or_workloads_warns_on_the_page_and_in_markdown(tmp_path):
+    from feedwise.report.html import build_report
+
+    curves = {16: [(0.01, 0.9, [0.5, 0.1], "reached")], 64: [(0.04, 0.9, [0.1], "reached")]}
+    fake_study(tmp_path / "same" / "a", "momentum", curves)
+    fake_study(tmp_path / "same" / "b", "sgd", curves)
+    page = build_report([tmp_path / "same"], out=tmp_path / "r1")
+    assert "Warning" not in page.read_text() and "Warning" not in (page.parent / "report.md").read_text()
+
+    fake_study(tmp_path / "mixed" / "a", "momentum", curves)
+    sd = StudyDir(tmp_path / "mixed" / "b")  # another target, another workload's data options
+    sd.open("batch-size", {"workload": "fashion-mnist-mlp", "optimizer": "sgd", "target": 0.3})
+    s = json.loads((tmp_path / "mixed" / "a" / "summary.json").read_text())
+    sd.write_summary({**s, "workload": "fashion-mnist-mlp", "target": 0.3})
+    page = build_report([tmp_path / "mixed"], out=tmp_path / "r2")
+    html, md = page.read_text(), (page.parent / "report.md").read_text()
+    for text in (html, md):
+        assert "Warning" in text and "differ in workloads and targets" in text
+        assert "a: workload mnist1d-mlp, target 0.15; b: workload fashion-mnist-mlp, target 0.3" in text

@@ -1,4 +1,5 @@
-"""Data parallelism: synchronous DDP has the maths of one process; local SGD and Hogwild run."""
+"""Data parallelism: synchronous DDP has the maths of one process (up to float summation order);
+local SGD and Hogwild run."""
 
 import math
 
@@ -24,65 +25,86 @@ def _model_fn(data):
     return get_workload("mnist1d-mlp").model_fn(data)
 
 
-def test_sync_ddp_two_workers_equals_one_process(small):
-    # 63 rows per global batch: ranks hold 32 and 31 rows, so the N/B loss scaling is exercised
-    cfg = TrainConfig(batch_size=63, lr=0.1, momentum=0.9, max_steps=150, eval_every=10, target=0.62, seed=3,
-                      evaluate_test=False)
+# Two ranks sum half-batches and all-reduce them; one process sums the whole batch: the same
+# maths up to the order of float summation, which training amplifies (2.1e-3 relative in the
+# training loss after a short run on an AMD EPYC), so only the first steps are compared.
+# Step 1 starts from the same parameters on the same rows: it differs by the summation order
+# only (~1e-7 relative, float32). Steps 2..10 carry that difference through a few updates:
+# measured ~1e-7 here; asserted to 1e-3 (10^4 margin). Never: equal steps-to-result later on.
+STEP1_REL, FIRST_STEPS_REL = 1e-5, 1e-3
+
+
+def test_sync_ddp_two_workers_has_the_maths_of_one_process(small):
+    # 63 rows per global batch: ranks hold 32 and 31 rows, so the N/B loss scaling is exercised.
+    # An evaluation after every step: each row's train_loss is that step's global-batch loss.
+    cfg = TrainConfig(batch_size=63, lr=0.1, momentum=0.9, max_steps=10, eval_every=1, seed=3, evaluate_test=False)
     one, _ = train(small, _model_fn(small), cfg)
-    assert one.steps_to_result is not None and one.steps_to_result < 150, "the target must be reached"
     spec = WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1, measure_model=False)
     rec = run_parallel(spec, data=small)
     assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["threads_per_worker"] == 1
-    # the same training loss trajectory (mean over each eval interval of the global-batch loss)
-    a = [r["train_loss"] for r in one.rows]
-    b = [r["train_loss"] for r in rec["rows"]]
-    assert len(a) == len(b) == one.steps_to_result // 10
+    # the same global-batch loss at every step, up to summation order
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
+    assert len(a) == len(b) == rec["steps_run"] == one.steps_run == 10
+    assert math.isclose(a[0], b[0], rel_tol=STEP1_REL), (a[0], b[0])
     for x, y in zip(a, b):
-        assert math.isclose(x, y, rel_tol=1e-4), (a, b)
-    # the same evaluations and steps-to-result
-    for x, y in zip(one.rows, rec["rows"]):   # at most one validation example apart (float order)
-        assert abs(x["val_error"] - y["val_error"]) <= 1.01 / len(small.y_val)
-    assert rec["steps_to_result"] == one.steps_to_result
-    assert rec["status"] == "reached" and rec["steps_run"] == one.steps_run
+        assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
+    # the evaluations: the same steps and examples, at most a validation example or two apart
+    for r1, r2 in zip(one.rows, rec["rows"]):
+        assert r1["step"] == r2["step"] and r1["examples"] == r2["examples"]
+        assert abs(r1["val_error"] - r2["val_error"]) <= 2.01 / len(small.y_val)
+    assert rec["rows"][-1]["examples"] == 630 and rec["status"] == "budget"
     # time split: compute + comm = training wall time; all-reduce timed by the comm hook
     assert rec["comm_s"] > 0 and rec["compute_s"] > 0
     assert math.isclose(rec["compute_s"] + rec["comm_s"], rec["wall_s"], rel_tol=1e-9)
     assert rec["allreduce_calls"] == rec["steps_run"]
+
+
+def test_time_to_result_is_the_training_time_up_to_the_target(small):
+    # target 0.95 is crossed at the first evaluation by a wide margin (val error ~0.84, chance 0.9)
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=40, eval_every=10, target=0.95, seed=3,
+                      evaluate_test=False)
+    rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1,
+                                  measure_model=False), data=small)
+    assert rec["status"] == "reached" and rec["steps_to_result"] == 10
     assert rec["time_to_result_s"] == pytest.approx(rec["wall_s"])
     assert rec["time_to_result_s"] <= rec["rows"][-1]["wall_s"] + 1e-6
 
 
 def test_sync_ddp_with_a_feed_that_observes_and_weights(small):
     """WPV (Active Bias weighting) under 2-worker DDP: the ranks all-gather the per-example losses,
-    so both feeders keep the same history and draw the same weights; the run follows the single
-    process within float tolerance (summation order differs between one batch and two halves)."""
-    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=100, eval_every=20, seed=2,
-                      evaluate_test=False)
+    so both feeders keep the same history and draw the same weights. With a burn-in of 0.2 epoch
+    (320 of 1,600 examples) the weights act from step 6; the first 12 steps follow the single
+    process up to summation order, and they differ from uniform feeding by far more than that."""
     from feedwise.feeders import make_feeder
 
-    one, _ = train(small, _model_fn(small), cfg, feeder=make_feeder("wpv"))
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=12, eval_every=1, seed=2, evaluate_test=False)
+    one, _ = train(small, _model_fn(small), cfg, feeder=make_feeder("wpv", burn_in=0.2))
     rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1,
-                                  feed="wpv", measure_model=False), data=small)
-    assert rec["feed"]["method"] == "SGD-WPV" and rec["steps_run"] == 100
-    # the default burn-in is two epochs (3,200 examples): the weights act from step 50 on
-    for x, y in zip(one.rows, rec["rows"]):
-        assert math.isclose(x["train_loss"], y["train_loss"], rel_tol=1e-3), (one.rows, rec["rows"])
-    # ... and they do act: uniform feeding takes another path after the burn-in
+                                  feed="wpv", feed_options={"burn_in": 0.2}, measure_model=False), data=small)
+    assert rec["feed"]["method"] == "SGD-WPV" and rec["steps_run"] == 12
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
+    for x, y in zip(a, b):
+        assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
     uni, _ = train(small, _model_fn(small), cfg)
-    assert uni.rows[1]["train_loss"] == pytest.approx(one.rows[1]["train_loss"], rel=1e-6)
-    assert abs(uni.rows[-1]["train_loss"] - one.rows[-1]["train_loss"]) > 1e-2 * one.rows[-1]["train_loss"]
+    u = [r["train_loss"] for r in uni.rows]
+    assert u[:5] == pytest.approx(a[:5], rel=1e-6)                   # burn-in: the same batches, unweighted
+    assert max(abs(x - y) / y for x, y in zip(a[6:], u[6:])) > 10 * FIRST_STEPS_REL   # then the weights act
 
 
 def test_local_sgd_with_h1_is_synchronous_sgd(small):
-    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=40, eval_every=20, seed=1, evaluate_test=False)
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=10, eval_every=1, seed=1, evaluate_test=False)
     one, _ = train(small, _model_fn(small), cfg)
-    # heavy-ball momentum is linear: averaging the parameters after every step is the synchronous step
+    # heavy-ball momentum is linear: averaging the parameters after every step is the synchronous
+    # step, up to summation order (two half-batch means averaged vs one mean): first steps only
     rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="local-sgd", world_size=2, local_steps=1,
                                   threads_per_worker=1, measure_model=False), data=small)
-    assert rec["averages"] == 40 and rec["comm_s"] > 0
+    assert rec["averages"] == 10 and rec["comm_s"] > 0
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
+    assert len(a) == len(b) == 10 and math.isclose(a[0], b[0], rel_tol=STEP1_REL)
+    for x, y in zip(a, b):
+        assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
     for x, y in zip(one.rows, rec["rows"]):
-        assert math.isclose(x["train_loss"], y["train_loss"], rel_tol=1e-4)
-        assert abs(x["val_error"] - y["val_error"]) <= 2 / len(small.y_val)
+        assert abs(x["val_error"] - y["val_error"]) <= 2.01 / len(small.y_val)
 
 
 def test_single_worker_modes_are_the_engine(small):

@@ -45,8 +45,8 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-rendered="ok"' in body, body
     assert 'data-images="2/2"' in body, body
-    # every section of the page is in the rendered DOM: two runs, definitions, caveats
-    assert len(re.findall(r"<section ", dom)) == 4
+    # every section of the page is in the rendered DOM: conclusions, two runs, definitions, caveats
+    assert len(re.findall(r"<section ", dom)) == 5
     assert dom.count("Training run: mnist1d-mlp") >= 2
 
 
@@ -68,15 +68,27 @@ def test_demo_builds_one_report_of_all_three_studies(quick_demo):
     assert text.count("<img") >= 6
 
 
-def test_demo_rerun_resumes_without_training_again(quick_demo):
+def test_demo_rerun_resumes_without_training_again(quick_demo, monkeypatch, capsys):
     from feedwise.results import StudyDir
     from feedwise.studies.demo import run_demo
 
     out, _ = quick_demo
     before = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
+    monkeypatch.delenv("FEEDWISE_QUIET", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")  # one printed statement per line, unwrapped
     run_demo(str(out), threads=1, quick=True)
     after = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
     assert before == after
+    # every step prints its result: the emphasis study all four statements, one per line (it printed
+    # "...not significant.; wpv..." and dropped the fourth), the subset step a line of its own
+    err = capsys.readouterr().err
+    lines = [line.strip() for line in err.splitlines()]
+    assert any(line.startswith("train: status") for line in lines)
+    assert any(line.startswith("batch-size: steps-to-result by batch size") for line in lines)
+    statements = [line for line in lines if re.match(r"(spv|wpv) \((final model|best-validation checkpoint)\): ", line)]
+    assert len(statements) == 4, err
+    assert ".;" not in err
+    assert any(line.startswith("subset: mnist1d-mlp, one-shot search") for line in lines), err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -92,3 +104,60 @@ def test_demo_report_renders_every_study_and_image_in_chromium(quick_demo, tmp_p
     assert decoded == total and int(total) >= 6
     for kind in ("train", "batch-size", "emphasis", "subset"):
         assert f'data-kind="{kind}"' in dom, kind
+
+
+def test_demo_page_opens_with_one_conclusion_per_study(quick_demo):
+    out, page = quick_demo
+    text = open(page).read()
+    top = text[text.index("<section id='conclusions'>"):]
+    top = top[:top.index("</section>")]
+    assert text.index("id='conclusions'") < text.index("data-kind=")  # before every study section
+    for kind in ("train", "batch-size", "emphasis", "subset"):
+        assert f"<b>{kind} ({kind})</b>: " in top, kind
+    assert "paired seeds, test error of the final model against uniform sampling" in top
+    assert "Best acquisition per subset fraction" in top
+    md = (out / "report" / "report.md").read_text()
+    assert md.index("## Conclusions") < md.index("## Training run")
+
+
+def test_emphasis_bars_start_at_zero_and_the_wilcoxon_floor_matches_the_seeds(quick_demo, tmp_path, monkeypatch):
+    import feedwise.report.emphasis as re_
+
+    out, _ = quick_demo
+    figs = []
+    real_save = re_.save
+    monkeypatch.setattr(re_, "save", lambda fig, path: figs.append(fig) or real_save(fig, path))
+    secs = re_.build_sections(out / "emphasis", tmp_path)
+    assert figs[0].axes[0].get_ylim()[0] == 0  # it started at 0.12: differences looked larger than they are
+    caveats = " ".join(c for sec in secs for c in sec.caveats)
+    assert "with 3 seeds its smallest possible two-sided p is 0.25" in caveats and "0.0625" not in caveats
+    import json
+
+    summary = json.loads((out / "emphasis" / "summary.json").read_text())
+    assert "with 3 seeds its smallest possible two-sided p is 0.25" in summary["primary_test"]
+
+
+def test_flag_section_shows_rows_of_the_users_file_and_a_rounded_test_error(tmp_path):
+    import json
+
+    from feedwise.report.flag import build_sections
+
+    d = tmp_path / "fl"
+    d.mkdir()
+    top = [{"rank": r + 1, "index": i, "given_label": 1, "predicted_label": 2, "score": 0.9 - r / 10}
+           for r, i in enumerate([5, 2, 7])]
+    summary = {"kind": "flag", "workload": "npz-mlp", "score": "1-pbar", "score_description": "1 - mean p",
+               "num_train": 10, "label_noise": 0.0, "num_flipped": 0, "test_error": 0.123456789, "steps_run": 200,
+               "top": top, "file_rows": True}
+    (d / "summary.json").write_text(json.dumps(summary))
+    (d / "flagged.csv").write_text("rank,index,file_row,given_label,predicted_label,score,score_name\n"
+                                   "1,5,105,1,2,0.9,1-pbar\n2,2,102,1,2,0.8,1-pbar\n3,7,107,1,2,0.7,1-pbar\n")
+    md = build_sections(d, tmp_path / "assets")[0].markdown
+    assert "test error 0.1235" in md and "0.123456789" not in md
+    assert "| rank | row in your file |" in md
+    assert "| 1 | 105 | 1 | 2 | 0.9 |" in md and "| 2 | 102 |" in md
+    # without the file's rows (a built-in dataset), the column says what the number is
+    summary["file_rows"] = False
+    (d / "summary.json").write_text(json.dumps(summary))
+    md = build_sections(d, tmp_path / "assets")[0].markdown
+    assert "| rank | training-set index |" in md and "| 1 | 5 |" in md

@@ -53,6 +53,47 @@ def test_regimes_follow_the_stated_slope_rule():
     assert r["by_batch_size"] == {16: "unreached", 64: "perfect scaling", 256: "perfect scaling"}
 
 
+def test_no_perfect_segment_means_no_largest_perfect_batch_and_the_sentence_agrees():
+    # issue 13: slopes -0.73 then -0.45 from B = 64: the table labels 64 "diminishing returns",
+    # so there is no perfect-scaling batch size (summary, table, sentence and README agree)
+    reg = scaling.regimes({64: 1000, 256: 364, 1024: 196})
+    assert [round(s["slope"], 2) for s in reg["segments"]] == [-0.73, -0.45]
+    assert set(reg["by_batch_size"].values()) == {"diminishing returns"}
+    assert reg["largest_perfect"] is None and reg["largest_useful"] == 1024
+    text = scaling.regime_sentence(reg)
+    assert "no perfect scaling" in text and "up to B = 64" not in text and "perfect scaling from" not in text
+    # every "largest" number is read off the labels: the leading run of that label
+    for curve in ({16: 8000, 64: 2000, 256: 1000, 1024: 1000}, {16: 100, 64: 90, 256: 20},
+                  {16: 100, 64: 25, 256: 24, 1024: 5}, {16: 100}, {16: 100, 64: 25}):
+        r = scaling.regimes(curve)
+        labels = [r["by_batch_size"][b] for b in sorted(curve)]
+        lead = [b for b, _ in zip(sorted(curve), labels)][:next(
+            (i for i, lab in enumerate(labels) if lab != "perfect scaling"), len(labels))]
+        assert r["largest_perfect"] == (lead[-1] if lead else None), curve
+        if r["largest_perfect"] is not None:
+            assert f"up to B = {r['largest_perfect']}" in scaling.regime_sentence(r)
+        else:
+            assert "perfect scaling from" not in scaling.regime_sentence(r)
+    assert scaling.regimes({16: 100, 64: 90})["largest_useful"] is None  # first segment already maximal
+    assert scaling.regimes({16: 100})["largest_perfect"] is None  # one point: no segment, no regime
+
+
+def test_saved_benchmark_summaries_agree_with_the_regime_definition():
+    """The saved sweeps' regimes (and so the README's "largest perfect-scaling batch") are what
+    the current definition computes from their saved curves."""
+    import json
+    from pathlib import Path
+
+    res = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    for name in ("batch_size_mnist1d_momentum", "batch_size_mnist1d_sgd", "batch_size_fashion_momentum"):
+        s = json.loads((res / f"{name}.json").read_text())["summary"]
+        reg = scaling.regimes({int(b): v for b, v in s["curve"].items()})
+        saved = s["regimes"]
+        assert reg["largest_perfect"] == saved["largest_perfect"], name
+        assert reg["largest_useful"] == saved["largest_useful"], name
+        assert {str(b): lab for b, lab in reg["by_batch_size"].items()} == saved["by_batch_size"], name
+
+
 def test_fit_knee_recovers_the_model():
     s_min, b_crit = 120.0, 300.0
     bs = [16, 64, 256, 1024, 4096]

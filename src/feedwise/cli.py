@@ -7,6 +7,8 @@ import sys
 
 from feedwise.errors import FeedwiseError
 
+EXIT_USER, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 130
+
 
 def _positive_int(s: str) -> int:
     try:
@@ -75,17 +77,15 @@ def _data_options(a):
 
 
 def _train_config(a):
-    from feedwise.engine import TrainConfig
     from feedwise.workloads import get_workload
 
-    w = get_workload(a.workload)
-    return TrainConfig(
-        batch_size=a.batch_size if a.batch_size is not None else w.batch_size, optimizer=a.optimizer,
-        lr=a.lr if a.lr is not None else w.lr, momentum=a.momentum, weight_decay=a.weight_decay,
-        schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
-        max_steps=a.steps if a.steps is not None else w.max_steps, max_examples=a.examples,
-        eval_every=a.eval_every if a.eval_every is not None else w.eval_every,
-        target=a.target if a.target is not None else w.target, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
+    # the workload's defaults (Workload.train_config, as for library users) under what was given
+    given = {"batch_size": a.batch_size, "lr": a.lr, "max_steps": a.steps, "eval_every": a.eval_every,
+             "target": a.target}
+    return get_workload(a.workload).train_config(
+        **{k: v for k, v in given.items() if v is not None}, optimizer=a.optimizer, momentum=a.momentum,
+        weight_decay=a.weight_decay, schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
+        max_examples=a.examples, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
     )
 
 
@@ -130,16 +130,23 @@ def cmd_demo(a) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """No prefix matching of long options: ``feedwise emphasis --seed 3`` must be refused, not taken
-    as ``--seeds 3`` (several commands have options that are prefixes of others)."""
+    as ``--seeds 3`` (several commands have options that are prefixes of others). A mistake is one
+    line and where the help is, not the whole usage."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def error(self, message):
+        self.exit(EXIT_USER, f"feedwise: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="feedwise", description="Measure how to feed data to a neural network.")
+    p = _Parser(prog="feedwise", description="Measure how to feed data to a neural network.",
+                epilog="Exit codes: 0 done; 2 a mistake in the input or the environment (one line on stderr); "
+                       "3 an internal error (a bug: the traceback is saved to a log file); 130 interrupted.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p.commands = sub.choices
 
     s = sub.add_parser("workloads", help="list the workloads and their targets")
     s.set_defaults(func=cmd_workloads)
@@ -176,14 +183,36 @@ def _register_command_modules(sub) -> None:
         module.register(sub)
 
 
+# What an interruption leaves behind, per command (said when Ctrl-C stops it).
+RESUMES = ("finished trials are kept; re-running the same command resumes from them, and a trial that was "
+           "interrupted starts again from step 0")
+RESTARTS = "if trial 0 had not finished, re-running the same command starts it again from step 0"
+ON_INTERRUPT = {
+    "train": RESTARTS, "noise-scale": RESTARTS,
+    "flag": "if the training run had not finished, re-running the same command starts it again from step 0",
+    "batch-size": RESUMES, "emphasis": RESUMES, "subset": RESUMES, "parallel": RESUMES, "demo": RESUMES,
+    "report": "the report may be incomplete; re-run the same command to build it again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """The entry point. Every way out is one line on stderr and an exit code: 2 for a mistake in the
+    input or the environment, 3 for an internal error (traceback saved to a log file), 130 for Ctrl-C,
+    even when Ctrl-C arrives while the libraries are still being imported."""
+    args, started, interrupted, previous = None, False, [], None
     try:
-        return int(args.func(args) or 0)
+        previous = _trap_sigint(interrupted)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        started = True
+        code = int(args.func(args) or 0)
+        if interrupted:   # a Ctrl-C that some library caught and dropped still stops us
+            raise KeyboardInterrupt
+        return code
     except FeedwiseError as e:
-        print(f"feedwise: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
     except BrokenPipeError:
         # the reader went away (e.g. `feedwise workloads | head`): stop quietly, as the Python docs advise
         import os
@@ -191,8 +220,82 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        print("feedwise: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        note = ON_INTERRUPT.get(getattr(args, "command", None)) if started else "nothing was run"
+        _say(f"feedwise: interrupted{'; ' + note if note else ''}")
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        from feedwise.errors import environment_error
+
+        msg = environment_error(e, out=getattr(args, "out", None))
+        if msg:
+            return _fail(msg)
+        from feedwise.files import first_line
+
+        where = _log_internal_error(e, args)
+        what = ": ".join(filter(None, (type(e).__name__, first_line(e, 200))))
+        _say(f"feedwise: internal error (a bug, not a mistake in your input): {what}; "
+             + (f"traceback in {where}" if where else "the traceback could not be saved"))
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, previous)
+
+
+def _trap_sigint(flag: list):
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered (see ``main``); returns the
+    handler it replaced (None when it could not: main() called from another thread)."""
+    import signal
+
+    def on_sigint(signum, frame):
+        flag.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:
+        return None
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _fail(message: str) -> int:
+    _say(f"feedwise: error: {message}")
+    return EXIT_USER
+
+
+def _log_internal_error(e: BaseException, args) -> str | None:
+    """Append the traceback to ``<out>/error.log`` when --out is a study folder, else to a new temp file."""
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    from feedwise import __version__
+
+    text = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} feedwise {__version__}, python {sys.version.split()[0]}\n"
+            f"command: {' '.join(sys.argv)}\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    out = getattr(args, "out", None)
+    if out and (Path(out) / "study.json").is_file():
+        try:
+            with open(Path(out) / "error.log", "a", encoding="utf-8") as f:
+                f.write(text)
+            return str(Path(out) / "error.log")
+        except OSError:
+            pass
+    try:
+        fd, path = tempfile.mkstemp(prefix="feedwise-error-", suffix=".log")
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -497,11 +497,31 @@ class Trainer:
         }
 
 
-def train(data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig, feeder: Feeder | None = None,
-          device: str = "cpu", strategy: Strategy | None = None, **run_kwargs) -> tuple[TrainResult, Trainer]:
-    """Convenience: build a :class:`Trainer` and run it. Returns (result, trainer)."""
-    trainer = Trainer(data, model_fn, config, feeder=feeder, device=device, strategy=strategy)
-    return trainer.run(**run_kwargs), trainer
+DEFAULT_THREADS = 1  # torch intra-op threads of every run, library and CLI alike (see studies.common.set_threads)
+
+
+def train(data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig | None = None,
+          feeder: Feeder | None = None, device: str = "cpu", threads: int | None = DEFAULT_THREADS,
+          strategy: Strategy | None = None, loss_fn=None, **run_kwargs) -> tuple[TrainResult, Trainer]:
+    """Convenience: build a :class:`Trainer` and run it. Returns (result, trainer).
+
+    ``config`` defaults to ``TrainConfig()``; take a workload's defaults (batch size, lr, step
+    budget, eval period, target: what ``feedwise train`` uses) with ``workload.train_config()``.
+    ``threads``: torch intra-op threads for this run, restored afterwards. The default, 1, is
+    the CLI's: these models are small, and torch's own default (one thread per core) ran the
+    README's example 17x slower on a shared 2-core machine (2 min 52 s vs 10 s). ``None``
+    leaves torch's setting alone."""
+    old = torch.get_num_threads()
+    if threads is not None:
+        if int(threads) <= 0:
+            raise FeedwiseError(f"threads must be positive, got {threads}")
+        torch.set_num_threads(int(threads))
+    try:
+        trainer = Trainer(data, model_fn, config if config is not None else TrainConfig(), feeder=feeder,
+                          device=device, strategy=strategy, loss_fn=loss_fn)
+        return trainer.run(**run_kwargs), trainer
+    finally:
+        torch.set_num_threads(old)
 
 
 def record_run(trial: TrialDir, trainer: Trainer, workload: str, record: dict | None = None,
@@ -520,7 +540,12 @@ def record_run(trial: TrialDir, trainer: Trainer, workload: str, record: dict | 
     main = strat.is_main
     if main:
         trial.start(base, columns=[*MEASUREMENT_COLUMNS, *strat.extra_columns])
-    result = trainer.run(callbacks=callbacks, on_row=trial.add_row if main else None, progress=progress)
+    try:
+        result = trainer.run(callbacks=callbacks, on_row=trial.add_row if main else None, progress=progress)
+    except BaseException:
+        if main:
+            trial.abort()   # stays ``running``: trained again from step 0 on resume
+        raise
     extra = strat.post_train(trainer)
     if main:
         trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device),

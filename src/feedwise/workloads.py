@@ -153,6 +153,22 @@ class Workload:
         make()   # validate now, before any folder is written
         return make
 
+    def train_config(self, **overrides: Any):
+        """A :class:`~feedwise.engine.TrainConfig` with this workload's defaults -- batch size, lr,
+        step budget, eval period and target, as ``feedwise train`` uses them -- and ``overrides``
+        on top (any TrainConfig field; an unknown name is an error, not a silent no-op)."""
+        from dataclasses import fields
+
+        from feedwise.engine import TrainConfig
+
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise FeedwiseError(f"unknown TrainConfig field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        defaults = {"batch_size": self.batch_size, "lr": self.lr, "max_steps": self.max_steps,
+                    "eval_every": self.eval_every, "target": self.target}
+        return TrainConfig(**{**defaults, **overrides})
+
     def describe(self) -> dict:
         return asdict(self)
 

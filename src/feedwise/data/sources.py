@@ -168,6 +168,8 @@ def _mnist1d_raw(num_samples: int = 60_000, seed: int = 42, **_) -> tuple:
             path.unlink(missing_ok=True)
     from mnist1d.data import get_dataset_args, make_dataset
 
+    from feedwise.progress import say
+    say(f"generating MNIST-1D ({num_samples:,} samples, once; cached in {path.parent})")
     args = get_dataset_args()
     args.num_samples = num_samples
     args.seed = seed

@@ -45,6 +45,7 @@ class WorkerSpec:
     threads_per_worker: int = 1         # torch intra-op threads of each rank
     local_steps: int = 8                # local SGD: average parameters every H steps
     feed: str = "uniform"
+    feed_options: dict = field(default_factory=dict)   # keyword arguments of the feeder (e.g. burn_in)
     data: dict = field(default_factory=dict)   # keyword arguments of Workload.load
     device: str = "cpu"                 # cpu | cuda
     backend: str | None = None          # default: gloo on CPU, nccl on CUDA
@@ -92,7 +93,8 @@ def _train(rank: int, spec: WorkerSpec, device: torch.device, data, shared_model
         data = workload.load(**spec.data)
     model_fn = (lambda: shared_model) if shared_model is not None else workload.model_fn(data)
     strategy = make_strategy(spec, rank)
-    trainer = Trainer(data, model_fn, cfg, feeder=make_feeder(spec.feed), device=device, strategy=strategy,
+    trainer = Trainer(data, model_fn, cfg, feeder=make_feeder(spec.feed, **spec.feed_options), device=device,
+                      strategy=strategy,
                       loss_fn=workload.loss)
     trial = TrialDir(spec.trial_path) if spec.trial_path else None
     record = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from feedwise.report.plots import legend_if_any, plt, save
 from feedwise.report.sections import Section, table_html, table_md
+from feedwise.studies import scaling
 
 REGIME_COLORS = {"perfect scaling": "tab:green", "diminishing returns": "tab:orange",
                  "maximal data parallelism": "tab:red", "single point": "tab:gray", "unreached": "tab:gray"}
@@ -53,18 +54,59 @@ def _trial_points(study_dir: Path, target: float) -> list[tuple[int, int]]:
     return pts
 
 
-def find_noise_scale(study_dir: Path, workload: str) -> tuple[Path, dict] | None:
-    """A finished noise-scale study of the same workload: ``<dir>/noise_scale`` or a sibling folder."""
+def _what(study_dir: Path) -> tuple[str | None, dict]:
+    """(workload, data options) a study was run on, from its study.json: two studies can only be
+    compared when both match (a --label-noise 0.5 study says nothing about a clean one)."""
+    cfg = _read(study_dir / "study.json").get("config") or {}
+    return cfg.get("workload"), dict(cfg.get("data") or {})
+
+
+def _positive(v) -> float | None:
+    """``v`` as a finite positive number, or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) and v > 0 else None
+
+
+def find_noise_scale(study_dir: Path, workload: str | None = None) -> tuple[tuple[Path, dict] | None, list[str]]:
+    """The noise-scale study that belongs to this batch-size study: ``<dir>/noise_scale`` or a sibling
+    folder run on the same workload with the same data options (label noise, sizes, seeds, files).
+
+    Returns ``(match or None, notes)``: a matching study whose prediction cannot be plotted (no
+    summary yet, no finite positive B_simple) is skipped with a note, never a crash."""
+    study_dir = Path(study_dir)
+    try:
+        mine = _what(study_dir)
+    except (OSError, json.JSONDecodeError):
+        return None, []
+    if workload is not None and mine[0] is None:
+        mine = (workload, mine[1])
+    notes: list[str] = []
     cands = [study_dir / "noise_scale"] + sorted(p for p in study_dir.parent.iterdir() if p.is_dir())
     for c in cands:
         try:
-            if _read(c / "study.json").get("kind") == "noise-scale" and (c / "summary.json").exists():
-                s = _read(c / "summary.json")
-                if s.get("workload") == workload:
-                    return c, s
-        except (OSError, json.JSONDecodeError):
+            if c == study_dir or _kind(c) != "noise-scale" or _what(c) != mine:
+                continue
+        except (OSError, json.JSONDecodeError, AttributeError):
             continue
-    return None
+        try:
+            s = _read(c / "summary.json")
+        except (OSError, json.JSONDecodeError):
+            notes.append(f"Noise-scale study {c.name} (same workload and data) has no readable summary.json yet: "
+                         f"not used.")
+            continue
+        if not isinstance(s, dict) or _positive(s.get("predicted_critical_batch")) is None:
+            got = s.get("predicted_critical_batch") if isinstance(s, dict) else None
+            notes.append(f"Noise-scale study {c.name} (same workload and data) has no usable prediction "
+                         f"(predicted_critical_batch = {got!r}): not plotted.")
+            continue
+        return (c, s), notes
+    return None, notes
+
+
+def _or_none(v):
+    """A "largest B" cell: the batch size, or "none" when no batch size qualifies."""
+    return "none" if v is None else v
 
 
 def _fmt(v, nd=4):
@@ -104,9 +146,10 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         if k.get("b_crit") not in (None, 0) and k.get("s_min") and math.isfinite(k["b_crit"]):
             grid = [allb[0] * (allb[-1] / allb[0]) ** (j / 60) for j in range(61)]
             ax.plot(grid, [k["s_min"] * (1 + k["b_crit"] / b) for b in grid], "--", color=c, alpha=0.6, zorder=1,
-                    label=f"{label}: fit S_min(1+B_crit/B), B_crit={k['b_crit']:.3g}")
-            ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1)
-    if noise is not None and math.isfinite(noise) and noise > 0:
+                    label=f"{label}: fit S_min(1+B_crit/B)")
+            ax.axvline(k["b_crit"], color=c, alpha=0.3, lw=1,
+                       label=f"{label}: knee B_crit={k['b_crit']:.3g} (steps = 2 S_min)")
+    if _positive(noise) is not None:
         ax.axvline(noise, color="k", ls="-.", lw=1.2, label=f"noise-scale prediction B_simple={noise:.3g}")
     if len(curves) == 1:
         for name, col in REGIME_COLORS.items():
@@ -249,8 +292,21 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
     return [_batch_section(study_dir, assets)]
 
 
+def summary_regimes(summary: dict) -> dict:
+    """The regimes of a batch-size summary, recomputed from its curve by :func:`scaling.regimes`:
+    the table's labels, the sentence and the "largest perfect-scaling B" come from one
+    calculation, also for a summary.json written by an older version."""
+    curve = {int(b): (None if v is None else int(v)) for b, v in (summary.get("curve") or {}).items()}
+    if not curve:
+        curve = {int(e["batch_size"]): e.get("steps_to_result") for e in summary.get("batch_sizes", [])}
+    return scaling.regimes(curve)
+
+
 def _batch_section(study_dir: Path, assets: Path) -> Section:
     s = _read(study_dir / "summary.json")
+    reg = summary_regimes(s)
+    s = {**s, "regimes": reg,
+         "batch_sizes": [{**e, "regime": reg["by_batch_size"].get(int(e["batch_size"]))} for e in s["batch_sizes"]]}
     tag = study_dir.name
     header = ["batch size", "steps to result", "examples to result", "regime", "best lr", "momentum",
               "effective lr", "trials by status", "examples processed"]
@@ -258,15 +314,13 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
              e["best_momentum"], e["best_effective_lr"],
              ", ".join(f"{k} {v}" for k, v in sorted(e["trials_by_status"].items())), e["examples_processed"]]
             for e in s["batch_sizes"]]
-    reg, knee, pr = s["regimes"], s["knee"], s["pruning"]
-    ns = find_noise_scale(study_dir, s["workload"])
+    knee, pr = s["knee"], s["pruning"]
+    ns, ns_notes = find_noise_scale(study_dir, s["workload"])
     noise = ns[1]["predicted_critical_batch"] if ns else None
     lines = [
         f"Workload **{s['workload']}**, optimizer **{s['optimizer']}**, target validation error < {s['target']}; "
         f"steps to result = the minimum over a batch size's trials of the first evaluation step below the target.",
-        f"Regimes ({reg['rule']}): perfect scaling up to B = {_fmt(reg['largest_perfect'])}; "
-        f"the largest batch size that still cut steps by more than maximal data parallelism allows: "
-        f"B = {_fmt(reg['largest_useful'])}.",
+        f"Regimes ({reg['rule']}): {scaling.regime_sentence(reg)}",
         f"Knee (fit of S(B) = S_min (1 + B_crit/B)): B_crit = {_fmt(knee.get('b_crit'))}, "
         f"S_min = {_fmt(knee.get('s_min'))} steps.",
     ]
@@ -281,6 +335,7 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
         lines.append(f"Gradient noise scale ({ns[0].name}): B_simple = {_fmt(noise)} predicts the critical batch; "
                      f"measured knee B_crit = {_fmt(knee.get('b_crit'))}" +
                      (f" (prediction / measured = {ratio:.2f})." if ratio else "."))
+    lines += ns_notes
     images = []
     p1 = plot_steps([(s["optimizer"], s, _trial_points(study_dir, s["target"]))], assets / f"{tag}_steps.png",
                     noise=noise, title=f"{s['workload']} {s['optimizer']}: steps to val error < {s['target']}")
@@ -332,16 +387,19 @@ def _noise_section(study_dir: Path, assets: Path) -> Section:
              f"Compute: {comp['examples_total']:,} examples ({comp['examples_gradient']:,} of them for the "
              f"gradient measurements)."]
     compare = []
+    mine = _what(study_dir)
+    pred = _positive(s.get("predicted_critical_batch"))
     for p in sorted(q for q in study_dir.parent.iterdir() if q.is_dir()):
         try:
-            if _kind(p) == "batch-size" and (p / "summary.json").exists():
-                b = _read(p / "summary.json")
-                if b.get("workload") == s["workload"]:
-                    k = b["knee"].get("b_crit")
-                    compare.append([p.name, b["optimizer"], k, (s["predicted_critical_batch"] / k) if k else None,
-                                    comp["examples_total"] / max(1, b["pruning"]["examples_processed"])])
-        except (OSError, KeyError, json.JSONDecodeError):
-            continue
+            if _kind(p) != "batch-size" or _what(p) != mine or not (p / "summary.json").exists():
+                continue  # only batch-size studies of the same workload and data options
+            b = _read(p / "summary.json")
+            k = _positive((b.get("knee") or {}).get("b_crit"))
+            spent = (b.get("pruning") or {}).get("examples_processed")
+            compare.append([p.name, b.get("optimizer"), k, (pred / k) if pred and k else None,
+                            comp["examples_total"] / spent if _positive(spent) else None])
+        except (OSError, json.JSONDecodeError, AttributeError, TypeError):
+            lines.append(f"Batch-size study {p.name} could not be read: left out of the comparison.")
     header = ["batch-size study", "optimizer", "measured knee B_crit", "prediction / knee", "compute / sweep"]
     md = "\n\n".join(lines)
     html = "".join(f"<p>{x}</p>" for x in lines)
@@ -364,15 +422,17 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
         return []
     sums = [(d, _read(d / "summary.json")) for d in dirs]
     curves = [(_label(s, d), s, []) for d, s in sums]
-    ns = find_noise_scale(dirs[0], sums[0][1]["workload"])
+    ns, _ = find_noise_scale(dirs[0], sums[0][1]["workload"])
     noise = ns[1]["predicted_critical_batch"] if ns else None
     workload = sums[0][1]["workload"]
     p1 = plot_steps(curves, assets / "overlay_steps.png", noise=noise, title=f"{workload}: steps to result by optimizer")
     p2 = plot_lr([(c[0], c[1]) for c in curves], assets / "overlay_lr.png", title=f"{workload}: best learning rates")
     header = ["study", "optimizer", "largest perfect-scaling B", "largest useful B", "knee B_crit", "S_min",
               "examples saved"]
-    rows = [[d.name, s["optimizer"], s["regimes"]["largest_perfect"], s["regimes"]["largest_useful"],
-             s["knee"].get("b_crit"), s["knee"].get("s_min"), s["pruning"].get("fraction_saved")] for d, s in sums]
+    regs = [summary_regimes(s) for _, s in sums]
+    rows = [[d.name, s["optimizer"], _or_none(r["largest_perfect"]), _or_none(r["largest_useful"]),
+             s["knee"].get("b_crit"), s["knee"].get("s_min"), s["pruning"].get("fraction_saved")]
+            for (d, s), r in zip(sums, regs)]
     bs_all = sorted({e["batch_size"] for _, s in sums for e in s["batch_sizes"]})
     header2 = ["batch size"] + [f"{s['optimizer']} steps" for _, s in sums]
     rows2 = [[b] + [next((e["steps_to_result"] for e in s["batch_sizes"] if e["batch_size"] == b), None)
@@ -395,3 +455,37 @@ def build_overlay(study_dirs: list[Path], assets: Path) -> list[Section]:
         caveats.append(TIME_CAVEAT)
     return [Section(title=f"Batch-size scaling by optimizer: {workload}", html=html, markdown=md, images=images,
                     kind="batch-size", caveats=caveats)]
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json (the regimes through the one
+    definition of :func:`summary_regimes`)."""
+    study_dir = Path(study_dir)
+    s = _read(study_dir / "summary.json")
+    if _kind(study_dir) == "noise-scale":
+        pred = _positive(s.get("predicted_critical_batch"))
+        if pred is None:
+            return None
+        return (f"{s.get('workload')}: the gradient noise scale B_simple = {_fmt(s.get('b_simple'), 3)} of one "
+                f"{(s.get('train') or {}).get('steps_run')}-step run predicts a critical batch size of about "
+                f"{pred:.3g}.")
+    reg = summary_regimes(s)
+    reached = [(e["batch_size"], e["steps_to_result"]) for e in s["batch_sizes"] if e["steps_to_result"] is not None]
+    if not reached:
+        return f"{s['workload']}, {s['optimizer']}: no batch size reached the target validation error {s['target']}."
+    text = (f"{s['workload']}, {s['optimizer']}: steps to reach validation error < {s['target']} went from "
+            f"{reached[0][1]} at B = {reached[0][0]} to {reached[-1][1]} at B = {reached[-1][0]}; ")
+    lp, lu = reg["largest_perfect"], reg["largest_useful"]
+    if len(reached) < 2:
+        text += "one batch size is not enough to see a regime"
+    else:
+        text += f"perfect scaling up to B = {lp}" if lp is not None else "no perfect scaling from the smallest batch size"
+        if lu is not None and lu != lp:
+            text += f", steps still falling faster than maximal data parallelism allows up to B = {lu}"
+    k = _positive((s.get("knee") or {}).get("b_crit"))
+    if k is not None:
+        text += f"; fitted knee B_crit ≈ {k:.3g}"
+    never = [e["batch_size"] for e in s["batch_sizes"] if e["steps_to_result"] is None]
+    if never:
+        text += f"; never reached at B = {', '.join(map(str, never))}"
+    return text + "."

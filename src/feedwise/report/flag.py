@@ -17,6 +17,22 @@ def _scores_from_csv(path: Path) -> list[float]:
         return [float(r["score"]) for r in csv.DictReader(f) if r.get("score") not in (None, "", "nan")]
 
 
+def _file_rows(path: Path, n: int) -> dict[int, int] | None:
+    """rank -> row in the user's file, from flagged.csv's ``file_row`` column (None when absent)."""
+    try:
+        with open(path, newline="") as f:
+            out = {}
+            for r in csv.DictReader(f):
+                if r.get("file_row") in (None, ""):
+                    return None
+                out[int(r["rank"])] = int(r["file_row"])
+                if len(out) >= n:
+                    break
+            return out
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def plot_auroc(evaluation: dict, path: Path, dpi: int = 80) -> Path:
     names = list(evaluation)
     vals = [evaluation[n]["auroc"] or 0.0 for n in names]
@@ -46,15 +62,26 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         return [Section("Mislabelled-example flags", "<p>No summary.json yet.</p>", "No summary.json yet.", kind="flag")]
     s = json.loads(sp.read_text())
     assets.mkdir(parents=True, exist_ok=True)
+    te = s.get("test_error")
     intro = (f"Workload {s['workload']}: one model trained {s.get('steps_run')} steps with uniform feeding "
-             f"(test error {s.get('test_error')}); {s['num_train']} training examples ranked by "
+             f"(test error {'n/a' if te is None else f'{te:.4f}'}); {s['num_train']} training examples ranked by "
              f"**{s['score']}** — {s['score_description']} — in flagged.csv.")
     html, md, images, caveats = [f"<p>{intro.replace('**', '')}</p>"], [intro], [], []
     top = s.get("top", [])[:20]
-    header = ["rank", "index", "given label", "predicted label", s["score"]]
-    rows = [[r["rank"], r["index"], r["given_label"], r["predicted_label"], r["score"]] for r in top]
-    html += ["<h4>Most likely mislabelled</h4>", table_html(header, rows)]
-    md += ["#### Most likely mislabelled", table_md(header, rows)]
+    file_rows = _file_rows(study_dir / "flagged.csv", len(top)) if s.get("file_rows") else None
+    if file_rows is not None:
+        where = "row in your file"
+        note = "Rows are numbered from 0 in the order of your file's x and y."
+        ids = [file_rows.get(r["rank"]) for r in top]
+    else:
+        where = "training-set index"
+        note = ("Indices count the training split after the validation examples were set aside (the loader's "
+                "order), not rows of a file; flagged.csv holds every example.")
+        ids = [r["index"] for r in top]
+    header = ["rank", where, "given label", "predicted label", s["score"]]
+    rows = [[r["rank"], i, r["given_label"], r["predicted_label"], r["score"]] for r, i in zip(top, ids)]
+    html += ["<h4>Most likely mislabelled</h4>", f"<p>{note}</p>", table_html(header, rows)]
+    md += ["#### Most likely mislabelled", note, table_md(header, rows)]
     ev = s.get("evaluation")
     if ev:
         k = str(s["num_flipped"])
@@ -77,3 +104,18 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
             images.append(plot_score_hist(sc, s["score"], assets / "flag_scores.png"))
     return [Section("Mislabelled-example flags", "\n".join(html), "\n\n".join(md), images, kind="flag",
                     caveats=caveats)]
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json."""
+    sp = Path(study_dir) / "summary.json"
+    if not sp.exists():
+        return None
+    s = json.loads(sp.read_text())
+    text = f"{s['num_train']} training examples of {s['workload']} ranked by {s['score']} (flagged.csv)"
+    ev = s.get("evaluation")
+    best = s.get("best_score_by_auroc")
+    if ev and best in ev and ev[best].get("auroc") is not None:
+        return text + (f"; with {s['label_noise']:.0%} injected label noise, {best} found the flipped labels best "
+                       f"(AUROC {ev[best]['auroc']:.3f}; 0.5 is chance).")
+    return text + "; no label noise was injected, so the ranking's accuracy is not measured."

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from feedwise.errors import FeedwiseError
 from feedwise.report.sections import SECTION_MODULES, Section
-from feedwise.results import read_json
+from feedwise.files import mkdir, read_json, write_text
 
 QUESTIONS = {
     "train": "How does one training run of this workload behave?",
@@ -87,6 +87,11 @@ def _sections_for(dirs: list[Path], assets: Path) -> list[tuple[Path, dict, list
         kind = study.get("kind")
         if kind not in SECTION_MODULES:
             raise FeedwiseError(f"{d}: unknown study kind '{kind}'")
+        if kind not in NEEDS_NO_SUMMARY:
+            if not (d / "summary.json").exists():
+                found.append((d, study, [_not_yet(d, kind)]))
+                continue
+            read_json(d / "summary.json")   # a damaged summary is one error naming it, not a traceback later
         module = importlib.import_module(SECTION_MODULES[kind])
         found.append((d, study, module.build_sections(d, assets)))
         by_kind.setdefault(kind, []).append(d)
@@ -94,8 +99,71 @@ def _sections_for(dirs: list[Path], assets: Path) -> list[tuple[Path, dict, list
     for kind, ds in by_kind.items():
         module = importlib.import_module(SECTION_MODULES[kind])
         if len(ds) > 1 and hasattr(module, "build_overlay"):
-            found.append((ds[0].parent, {"kind": kind, "config": {}, "machine": {}}, module.build_overlay(ds, assets)))
+            sections = module.build_overlay(ds, assets)
+            warning = overlay_warning(ds)
+            if warning:
+                for sec in sections:
+                    sec.html = f"<p class='caveat warning'><b>Warning:</b> {html.escape(warning)}</p>" + sec.html
+                    sec.markdown = f"> **Warning:** {warning}\n\n" + sec.markdown
+            found.append((ds[0].parent, {"kind": kind, "config": {}, "machine": {}, "overlay": True}, sections))
     return found
+
+
+def _what(d: Path) -> dict:
+    """What a study was run on: workload, target and data options (study.json, summary.json)."""
+    study = read_json(d / "study.json")
+    cfg = study.get("config") or {}
+    target = cfg.get("target")
+    if (d / "summary.json").exists():
+        try:
+            target = read_json(d / "summary.json").get("target", target)
+        except (OSError, ValueError):
+            pass
+    return {"workload": cfg.get("workload"), "target": target, "data": cfg.get("data") or {}}
+
+
+def overlay_warning(dirs: list[Path]) -> str | None:
+    """A sentence when folders drawn on the same axes were not run on the same workload, target
+    and data: their curves are not comparable."""
+    whats = [(d, _what(d)) for d in dirs]
+    diff = [k for k in ("workload", "target", "data") if len({repr(w[k]) for _, w in whats}) > 1]
+    if not diff:
+        return None
+    names = {"workload": "workloads", "target": "targets", "data": "data options"}
+    detail = "; ".join(f"{d.name}: " + ", ".join(f"{k} {w[k]}" for k in diff) for d, w in whats)
+    return (f"these folders are overlaid but differ in {' and '.join(names[k] for k in diff)} ({detail}): "
+            f"their curves are not comparable.")
+
+
+def _conclusions(found: list[tuple[Path, dict, list[Section]]]) -> list[tuple[str, str]]:
+    """(heading, paragraph) per study folder, from each report module's ``conclusion(folder)``
+    (files only); a folder whose summary cannot give one is left out."""
+    out = []
+    for d, study, _ in found:
+        kind = study.get("kind")
+        if study.get("overlay") or kind not in SECTION_MODULES:
+            continue  # an overlay entry, not a study folder
+        module = importlib.import_module(SECTION_MODULES[kind])
+        if not hasattr(module, "conclusion"):
+            continue
+        try:
+            text = module.conclusion(Path(d))
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            text = None
+        if text:
+            out.append((f"{kind} ({Path(d).name})", text))
+    return out
+
+
+NEEDS_NO_SUMMARY = {"train"}   # kinds whose section reads trials/ only
+
+
+def _not_yet(d: Path, kind: str) -> Section:
+    """The section of a study that has no summary.json yet (never run to the end, or interrupted)."""
+    text = (f"No summary.json in {d} yet: the {kind} study has not finished a run. Re-run its command to resume "
+            "it (finished trials are kept), then the report.")
+    return Section(title=f"{kind}: no results yet ({d.name})", kind=kind, html=f"<p>{html.escape(text)}</p>",
+                   markdown=text, caveats=[])
 
 
 def _img(path: Path) -> str:
@@ -110,7 +178,7 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     study_dirs = expand_study_dirs(dirs)
     out = Path(out) if out else Path(dirs[0]) / "report"
     assets = out
-    out.mkdir(parents=True, exist_ok=True)
+    mkdir(out, parents=True)
     found = _sections_for(study_dirs, assets)
     machine = next((s.get("machine") for _, s, _ in found if s.get("machine")), {})
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -122,9 +190,14 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
          f" ({machine.get('torch_threads', '?')} threads){', GPU ' + html.escape(str(machine['gpu'])) if machine.get('gpu') else ''}.</p>"]
     md = ["# feedwise report", "", f"Built {stamp} from {len(study_dirs)} study folder(s). Machine: "
           f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, torch {machine.get('torch', '?')}.", ""]
+    conclusions = _conclusions(found)
+    if conclusions:
+        h.append("<section id='conclusions'><h2>Conclusions</h2>" + "".join(
+            f"<p><b>{html.escape(k)}</b>: {html.escape(v)}</p>" for k, v in conclusions) + "</section>")
+        md += ["## Conclusions", ""] + [f"**{k}**: {v}" + "\n" for k, v in conclusions]
     toc = []
-    body, body_md, caveats = [], [], []
-    shown: set[str] = set()  # a caveat repeated by several sections is printed once
+    body, body_md = [], []
+    shown: set[str] = set()  # a caveat is printed once: under the first section that states it
     n = 0
     for d, study, sections in found:
         kind = study.get("kind", "")
@@ -139,32 +212,33 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
                         f"<p class='meta'>Question: {html.escape(q)} Folder: <code>{html.escape(str(d))}</code>"
                         f"{' · workload ' + html.escape(str(workload)) if workload else ''}</p>"
                         f"{s.html}{''.join(_img(p) for p in s.images)}"
-                        + "".join(f"<p class='caveat'>{html.escape(c)}</p>" for c in s.caveats if c not in shown)
+                        + "".join(f"<p class='caveat'>{html.escape(c)}</p>"
+                                  for c in dict.fromkeys(s.caveats) if c not in shown)
                         + "</section>")
-            shown.update(s.caveats)
+            new = [c for c in dict.fromkeys(s.caveats) if c not in shown]
             rel = [Path(p).name if Path(p).parent == out else str(p) for p in s.images]
             body_md += [f"## {s.title}", "", f"_Question: {q}_ Folder: `{d}`", "", s.markdown, ""]
             body_md += [f"![{Path(p).stem}]({r})" for p, r in zip(s.images, rel)] + [""]
-            body_md += [f"> caveat: {c}" for c in s.caveats] + ([""] if s.caveats else [])
-            caveats += [c for c in s.caveats if c not in caveats]
+            body_md += [f"> caveat: {c}" for c in new] + ([""] if new else [])
+            shown.update(s.caveats)
     if not found or n == 0:
         body.append("<p>No results in these folders yet.</p>")
-    h.append("<nav><h2>Contents</h2><ul>" + "".join(toc) + "<li><a href='#definitions'>Definitions</a></li>"
+    h.append("<nav><h2>Contents</h2><ul>" + ("<li><a href='#conclusions'>Conclusions</a></li>" if conclusions else "")
+             + "".join(toc) + "<li><a href='#definitions'>Definitions</a></li>"
              "<li><a href='#caveats'>Caveats</a></li></ul></nav>")
     h += body
     h.append("<section id='definitions'><h2>Definitions</h2><dl>" + "".join(
         f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS) + "</dl></section>")
     general = ["Timings come from a shared machine; identical runs differ by up to ±25% per step.",
-               "Each number above is read from the study folders' files; rerun `feedwise report` to rebuild."]
+               "Each number above is read from the study folders' files; rerun `feedwise report` to rebuild.",
+               "Each study's own caveats are printed once, under the first section they concern."]
     h.append("<section id='caveats'><h2>Caveats</h2>" + "".join(
-        f"<p class='caveat'>{html.escape(c)}</p>" for c in general + caveats) + "</section>")
+        f"<p class='caveat'>{html.escape(c)}</p>" for c in general) + "</section>")
     h.append(SELF_CHECK)
     h.append("</body></html>")
     md += body_md + ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS] + ["", "## Caveats", ""]
-    md += [f"- {c}" for c in general + caveats]
+    md += [f"- {c}" for c in general]
     page = out / "index.html"
-    tmp = page.with_suffix(".tmp")
-    tmp.write_text("\n".join(h))
-    tmp.replace(page)
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text(page, "\n".join(h))
+    write_text(out / "report.md", "\n".join(md) + "\n")
     return page

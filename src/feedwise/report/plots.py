@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from feedwise.files import atomic_writer, mkdir
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -19,10 +21,13 @@ def figure(width: float = 6.0, height: float = 4.0):
 def save(fig, path: Path, dpi: float | None = None) -> Path:
     """Lay out, write as PNG (at ``dpi``, default the figure's own), close; returns ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=dpi if dpi is not None else "figure")
-    plt.close(fig)
+    try:
+        mkdir(path.parent, parents=True)
+        fig.tight_layout()
+        with atomic_writer(path, binary=True) as f:   # a full disk leaves no half-written PNG behind
+            fig.savefig(f, format="png", dpi=dpi if dpi is not None else "figure")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -94,6 +94,11 @@ def plot_projection(proj: dict, path: Path, measured: list[dict] | None = None) 
     return save(fig, path)
 
 
+def _amdahl(v) -> str:
+    """Amdahl's limit; infinite (no serial part) is written to JSON as null."""
+    return "without bound (no serial part was measured)" if v is None else f"at most {v:.1f}×"
+
+
 def _fmt_s(v, scale=1.0, digits=3):
     return None if v is None else round(v * scale, digits)
 
@@ -176,8 +181,8 @@ def _projection_section(proj: dict, groups: list[dict], name: str, assets: Path)
             f"{ab['beta_s_per_byte'] * 1e9:.3f} ns/byte ({1 / max(ab['beta_s_per_byte'], 1e-30) / 1e9:.2f} GB/s); "
             f"per-step compute c(b) = {cm['c0_s'] * 1e3:.3f} ms + {cm['c1_s_per_example'] * 1e6:.2f} µs × b "
             f"({proj.get('threads_per_worker')} thread(s) per worker), so the serial (Amdahl) fraction at the "
-            f"global batch is {proj['serial_fraction']:.2f} and compute alone could speed up at most "
-            f"{proj['amdahl_max_speedup']:.1f}×. Measured all-reduce per step at N={proj['measured_world_size']}: "
+            f"global batch is {proj['serial_fraction']:.2f} and compute alone could speed up "
+            f"{_amdahl(proj.get('amdahl_max_speedup'))}. Measured all-reduce per step at N={proj['measured_world_size']}: "
             f"{proj['measured_comm_s_per_step'] * 1e3:.3f} ms (model: "
             f"{proj['predicted_comm_s_per_step_at_measured'] * 1e3:.3f} ms; the measured one includes waiting for the "
             f"slower rank). Communication exceeds compute from N = {proj['comm_dominates_from']}; the model's fastest "
@@ -196,3 +201,23 @@ def _projection_section(proj: dict, groups: list[dict], name: str, assets: Path)
         images=[png],
         caveats=["α and β come from processes on one machine (loopback); across machines both are larger, so "
                  "communication dominates earlier than projected here"])
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json: time to result per mode and N."""
+    sd = StudyDir(study_dir)
+    if not sd.summary_path.exists():
+        return None
+    summary = read_json(sd.summary_path)
+    cells = []
+    for g in summary.get("groups", []):
+        t = g.get("time_to_result_s_median")
+        if t is None:
+            cells.append(f"{_label(g)} N={g['world_size']}: target not reached")
+            continue
+        sp = g.get("speedup_vs_sync_w1")
+        cells.append(f"{_label(g)} N={g['world_size']}: {t:.1f} s" + (f" (speed-up {sp:.2f} vs sync N=1)" if sp is not None else ""))
+    if not cells:
+        return None
+    return (f"{summary.get('workload')}, global batch {summary.get('batch_size')}: median time to result "
+            f"(training seconds) " + "; ".join(cells) + ".")

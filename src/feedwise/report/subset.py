@@ -148,8 +148,7 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         f"\n\n{summary['break_even_rule']}\n"
     sections = [Section("Subset search: test error and cost", html, md, images, kind="subset",
                         caveats=[f"{len(summary['seeds'])} seed(s) per configuration; differences within one std "
-                                 f"are noise", "seconds are wall-clock on a shared machine; examples are exact"]
-                        + summary.get("warnings", [])[:20])]
+                                 f"are noise", "seconds are wall-clock on a shared machine; examples are exact"])]
 
     # class composition and overlap
     comp_rows = [[name, s["size"], s.get("tie_filled"), " ".join(str(c) for c in s["composition"]["counts"]),
@@ -161,6 +160,51 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         table_html(["fraction-balance", "pair", "Jaccard"], jac_rows)
     md2 = table_md(comp_header, comp_rows) + "\n\nJaccard overlap between acquisitions\n\n" + \
         table_md(["fraction-balance", "pair", "Jaccard"], jac_rows)
+    imbalance = class_imbalance_caveat(summary)
     sections.append(Section("Subset composition and overlap", html2, md2, [], kind="subset",
-                            caveats=summary.get("warnings", [])[:20]))
+                            caveats=[imbalance] if imbalance else []))
     return sections
+
+
+def class_imbalance_caveat(summary: dict) -> str | None:
+    """The subsets that hold a class under half its proportional share, said once (the per-class
+    counts are in the composition table)."""
+    bad = {name: s["composition"]["under_half"] for name, s in sorted(summary.get("subsets", {}).items())
+           if s.get("composition", {}).get("under_half")}
+    if not bad:
+        return None
+    return (f"Class imbalance: {len(bad)} of {len(summary.get('subsets', {}))} subsets hold a class under half its "
+            f"proportional share (" + "; ".join(f"{n}: class {', '.join(str(c) for c in cs)}" for n, cs in bad.items())
+            + "); their counts are in the composition table.")
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from summary.json: per budget rule, the best
+    acquisition at each fraction against random, and where the search pays for itself."""
+    summary = json.loads((Path(study_dir) / "summary.json").read_text())
+    full = summary["full"]["test_error"]["mean"]
+    res = [r for r in summary["results"] if r["test_error"]["mean"] is not None]
+    if not res:
+        return None
+    bal = "none" if "none" in summary["balances"] else summary["balances"][0]
+    parts = []
+    for rule in summary["budgets"]:
+        cells = []
+        for f in sorted({r["fraction"] for r in res}):
+            rows = [r for r in res if r["fraction"] == f and r["balance"] == bal and r["budget"] == rule]
+            acq = [r for r in rows if r["acquisition"] != "random"]
+            rnd = next((r for r in rows if r["acquisition"] == "random"), None)
+            if not acq:
+                continue
+            best = min(acq, key=lambda r: r["test_error"]["mean"])
+            cells.append(f"{f:g}: {best['acquisition']} {best['test_error']['mean']:.3f}"
+                         + (f" vs random {rnd['test_error']['mean']:.3f}" if rnd else ""))
+        if cells:
+            parts.append(f"{rule} budget — " + ", ".join(cells))
+    pays = [r["break_even"]["examples"] for r in res if r["acquisition"] != "random"
+            and r["break_even"].get("examples") is not None]
+    text = (f"{summary['workload']}, {summary['schedule']} search, {len(summary['seeds'])} seed(s); full data "
+            f"{_fmt(full, 3)}. Best acquisition per subset fraction (balance {bal}, test error): " + "; ".join(parts) + ". ")
+    text += (f"The search pays for itself after {min(pays):.1f} future trainings at best (in examples)."
+             if pays else "The search never pays for itself here (no cheaper subset within tolerance of full data).")
+    return text

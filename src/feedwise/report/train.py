@@ -37,3 +37,18 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
             images=[png],
         ))
     return sections
+
+
+def conclusion(study_dir: Path) -> str | None:
+    """One short paragraph for the top of the page, from the trial records."""
+    out = []
+    for trial in StudyDir(study_dir).trials():
+        rec = trial.read()
+        h = rec.get("hparams", {})
+        te = rec.get("test_error")
+        what = (f"reached the target {rec.get('target')} at step {rec['steps_to_result']}"
+                if rec.get("steps_to_result") is not None else
+                f"did not reach the target {rec.get('target')} in {rec.get('steps_run')} steps")
+        out.append(f"{rec.get('workload')}, batch {h.get('batch_size')}, {h.get('optimizer')}: {what}"
+                   + (f" (test error {te:.4f})" if te is not None else "") + ".")
+    return " ".join(out) or None

@@ -1,6 +1,13 @@
 """The batch-size study's summary, built from its files only (study.json and trials/):
 steps-to-result per batch size (the exact definition in :mod:`feedwise.studies.scaling`),
-best hyperparameters, trials by status, regimes, knee, pruning savings, and wall-clock."""
+best hyperparameters, trials by status, the Sobol points evaluated, regimes, knee, pruning
+savings, and wall-clock.
+
+The compute account is true: a trial interrupted before it finished (Ctrl-C, a killed worker,
+status ``unfinished`` or ``running``) is counted with the examples its measurements show (up to
+its last evaluation, a lower bound) on both sides of the account, processed and unpruned; its
+point is trained again by the resumed study, so a resumed study processes the examples of the
+uninterrupted one plus those of its interrupted attempts (``pruning.examples_unfinished``)."""
 
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ def summarize(sd: StudyDir | str | Path) -> dict:
         records.append((b, td.id, rec, s))
     world = int(cfg.get("data_parallel", 1))
     for b, tid, rec, s in records:
-        e = per.setdefault(b, {"batch_size": b, "steps_to_result": None, "best_trial": None, "best_hparams": None,
+        e = per.setdefault(b, {"batch_size": b, "steps_to_result": None, "best_trial": None, "best_point": None,
+                               "best_hparams": None,
                                "best_lr": None, "best_momentum": None, "best_effective_lr": None,
                                "trials": 0, "trials_by_status": {}, "examples_processed": 0,
                                "examples_unpruned": 0, "budget_steps": None, "eval_every": None})
@@ -52,10 +60,13 @@ def summarize(sd: StudyDir | str | Path) -> dict:
             e["examples_unpruned"] += scaling.unpruned_examples(status, examples, bsteps, b)
         else:  # a killed trial: count what it spent on both sides
             e["examples_unpruned"] += examples
+        if status in FINISHED:
+            e.setdefault("_points", set()).add(_point(tid, rec))
         if s is not None and (e["steps_to_result"] is None or s < e["steps_to_result"]
-                              or (s == e["steps_to_result"] and _num(tid) < _num(e["best_trial"]))):
+                              or (s == e["steps_to_result"] and _order(tid, rec) < e["_best_order"])):
             h = rec.get("hparams", {})
-            e.update(steps_to_result=s, best_trial=tid, best_hparams={**h, **{"search": rec.get("search_params")}},
+            e.update(steps_to_result=s, best_trial=tid, best_point=_point(tid, rec), _best_order=_order(tid, rec),
+                     best_hparams={**h, **{"search": rec.get("search_params")}},
                      best_lr=h.get("lr"), best_momentum=h.get("momentum", 0.0 if optimizer == "sgd" else None),
                      best_effective_lr=scaling.effective_lr(h.get("lr"), h.get("momentum"), optimizer))
     curve = {b: per[b]["steps_to_result"] for b in sorted(per)}
@@ -65,7 +76,18 @@ def summarize(sd: StudyDir | str | Path) -> dict:
         {"status": rec["status"], "examples": int(rec["examples"]),
          "budget_steps": int(rec.get("budget", {}).get("steps") or 0), "batch_size": b}
         for b, _, rec, _ in records if rec.get("status") in FINISHED)
+    unfinished = [int(rec["examples"]) for _, _, rec, _ in records if rec.get("status") not in FINISHED]
+    extra = sum(unfinished)
+    savings["examples_processed"] += extra
+    savings["examples_unpruned"] += extra
+    savings["fraction_saved"] = (savings["examples_saved"] / savings["examples_unpruned"]
+                                 if savings["examples_unpruned"] else None)
+    savings.update(unfinished_trials=len(unfinished), examples_unfinished=extra,
+                   unfinished_rule="interrupted trials count the examples up to their last evaluation (a lower "
+                                   "bound), on both sides: processed and unpruned")
     for b, e in per.items():
+        e["points"] = sorted(e.pop("_points", set()))
+        e.pop("_best_order", None)
         e["regime"] = reg["by_batch_size"].get(b)
         e["examples_to_result"] = e["steps_to_result"] * b if e["steps_to_result"] is not None else None
         sps = e.pop("_sps", [])
@@ -97,6 +119,21 @@ def _wall_at(rows: list[dict], step: int | None) -> float | None:
 
 def _examples_from_rows(rows: list[dict]) -> int:
     return int(rows[-1]["examples"]) if rows else 0
+
+
+def _point(tid, rec: dict) -> int | None:
+    """A trial's Sobol point; folders written before points existed used point = trial number."""
+    p = rec.get("point")
+    if isinstance(p, int):
+        return p
+    n = _num(tid)
+    return n[-1] if len(n) == 2 and isinstance(n[-1], int) else None
+
+
+def _order(tid, rec: dict) -> tuple:
+    """Tie-break between trials reaching at the same step: the smaller point, then trial number."""
+    p = _point(tid, rec)
+    return (p if p is not None else math.inf, _num(tid))
 
 
 def _num(tid) -> tuple:

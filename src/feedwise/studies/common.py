@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 
 from feedwise.data.sources import Dataset
-from feedwise.engine import Callback, TrainConfig, TrainResult, Trainer, record_run
+from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer, record_run
 from feedwise.feeders import Feeder
+from feedwise.progress import say
+from feedwise.files import Claim
 from feedwise.results import TrialDir
 from feedwise.workloads import Workload
 
-
-DEFAULT_THREADS = 1
 
 
 def set_threads(threads: int | None) -> int:
@@ -58,8 +58,43 @@ def pick_device(device: str = "auto") -> torch.device:
 def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,
               device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
               progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
-    """Train one run in this process and write ``trial.json`` + ``measurements.csv`` (rows as they come)."""
+    """Train one run in this process and write ``trial.json`` + ``measurements.csv`` (rows as they come).
+
+    The trial is claimed for the run (see :class:`feedwise.results.TrialDir`): by the caller, who
+    holds it across what it adds afterwards, or else here; another process holding it is an error."""
     trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device,
                       loss_fn=workload.loss)
     result = record_run(trial, trainer, workload.name, record=record, callbacks=callbacks, progress=progress)
     return result, trainer
+
+
+class Job(NamedTuple):
+    """One piece of claimed work: ``run()`` is called while ``claim`` is held, unless ``done()``."""
+
+    claim: Claim | TrialDir
+    done: Callable[[], bool]
+    run: Callable[[], object]
+    name: str
+
+
+def run_claimed(jobs: Iterable[Job]) -> None:
+    """Run every job that is not done, each while holding its claim, so that several processes
+    sharing one results folder split the work and never do one job twice.
+
+    A job another process holds is passed over on the first pass and waited for on a second: when
+    its holder finishes it, it is done; when the holder died, its claim is free and it runs here."""
+    pending = []
+    for job in jobs:
+        if job.done():
+            continue
+        with job.claim.hold(wait=False) as got:
+            if not got:
+                pending.append(job)
+            elif not job.done():
+                job.run()
+    for job in pending:
+        if job.done():
+            continue
+        with job.claim.hold(waiting=lambda who, job=job: say(f"waiting for {job.name}, which {who} is running")):
+            if not job.done():
+                job.run()

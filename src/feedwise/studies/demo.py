@@ -64,6 +64,7 @@ def run_demo(out: str = "runs/demo", threads: int | None = None, device: str = "
                          stop_at_target=False)
     em_req = EmphasisRequest(workload=w.name, config=em_cfg, methods=["uniform", "spv", "wpv"], seeds=3,
                              data=DataOptions(num_samples=data.num_samples, label_noise=0.2))
+    # the study prints its statements (each method vs uniform, final and best-validation model), one per line
     stage("emphasis", lambda: emphasis_study(em_req, str(root / "emphasis"), threads=threads, device=device))
 
     # 4. training-subset search with a checkpoint ensemble
@@ -72,6 +73,9 @@ def run_demo(out: str = "runs/demo", threads: int | None = None, device: str = "
                             budgets=["steps"], target_steps=150 if quick else 2000,
                             acq_steps=100 if quick else 1000, data=data)
     stage("subset", lambda: run_subset_study(sub_req, str(root / "subset"), threads=threads, device=device))
+    from feedwise.report.subset import conclusion as subset_conclusion
+
+    say(f"  subset: {subset_conclusion(root / 'subset')}")
 
     page = build_report([root / "train", root / "batch-size", root / "emphasis", root / "subset"],
                         out=root / "report")

@@ -35,10 +35,10 @@ from feedwise.emphasis.methods import DEFAULT_BURN_IN, check_burn_in, check_epsi
 from feedwise.engine import TrainConfig, Trainer
 from feedwise.errors import FeedwiseError
 from feedwise.progress import progress_bar, say
-from feedwise.results import StudyDir
-from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.results import StudyDir, TrialDir
+from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
 from feedwise.studies.diagnostics import auroc, top_share
-from feedwise.studies.emphasis_summary import summarise
+from feedwise.studies.emphasis_summary import primary_test_text, summarise
 from feedwise.studies.train import DataOptions
 from feedwise.workloads import get_workload
 
@@ -134,13 +134,33 @@ def _data_for_seed(workload, opts: DataOptions, seed: int) -> Dataset:
     return workload.load(**o)
 
 
-def run_one(study: StudyDir, workload, data: Dataset, cfg: TrainConfig, method: str, seed: int,
-            trial_id: str, epsilon: float | None, burn_in: float, device, progress=None, record: dict | None = None) -> dict:
-    trial = study.trial(trial_id)
+def finished_record(trial: TrialDir) -> dict | None:
+    """The trial's record when it finished with everything this study adds to it, else None."""
     if trial.finished():
         rec = trial.read()
         if "best_ckpt_test_error" in rec:
             return rec
+    return None
+
+
+def run_one(study: StudyDir, workload, data: Dataset, cfg: TrainConfig, method: str, seed: int,
+            trial_id: str, epsilon: float | None, burn_in: float, device, progress=None, record: dict | None = None) -> dict:
+    """The record of one (method, seed) run: read when it finished, else trained here while holding
+    the trial's claim (waiting, when another process runs it, for that process to finish it)."""
+    trial = study.trial(trial_id)
+    rec = finished_record(trial)
+    if rec is not None:
+        return rec
+    with trial.hold(waiting=lambda who: say(f"waiting for trial {trial_id}, which {who} is running")):
+        rec = finished_record(trial)
+        if rec is not None:
+            return rec
+        return train_one(trial, workload, data, cfg, method, epsilon, burn_in, device, progress, record)
+
+
+def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method: str, epsilon: float | None,
+              burn_in: float, device, progress=None, record: dict | None = None) -> dict:
+    """Train one (method, seed) run into ``trial`` (the caller holds its claim); returns its record."""
     feeder = EmphasisFeeder(method, epsilon=epsilon, burn_in=burn_in)
     best = BestCheckpoint()
     result, trainer = run_trial(trial, workload, data, cfg, feeder, device=device, callbacks=[best],
@@ -179,25 +199,43 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
     tuned = {}
     if req.tune:
         tuned = tune_methods(study, req, workload, probe, dev)
-    records = []
-    total = req.seeds * len(req.methods)
+    order = [(seed, method) for seed in range(req.seeds) for method in req.methods]
+    datasets = {0: probe}
+
+    def data_for(seed):
+        if seed not in datasets:
+            datasets[seed] = probe if req.data.label_noise == 0 else _data_for_seed(workload, req.data, seed)
+        return datasets[seed]
+
+    def job(seed, method, bar, task):
+        trial = study.trial(f"{method}-s{seed}")
+
+        def run():
+            data = data_for(seed)
+            params = tuned.get(method, {})
+            cfg = replace(req.config, seed=seed, lr=params.get("lr", req.config.lr))
+            train_one(trial, workload, data, cfg, method, params.get("epsilon", req.epsilon),
+                      params.get("burn_in", req.burn_in), dev,
+                      record={"data": {**asdict(req.data), "noise_seed": data.info.get("noise_seed")},
+                              "tuned": params or None})
+            bar.advance(task)
+            write_summary()
+        return Job(trial, lambda: finished_record(trial) is not None, run, f"trial {trial.id}")
+
+    def write_summary():
+        # from the files, in the fixed (seed, method) order: any process sharing the folder writes the same
+        records = [r for seed, m in order if (r := finished_record(study.trial(f"{m}-s{seed}"))) is not None]
+        s = _summary(req, records, tuned, study)
+        study.write_summary(s)
+        return s
+
     with progress_bar() as bar:
-        task = bar.add_task(f"emphasis {req.workload}", total=total)
-        for seed in range(req.seeds):
-            data = probe if seed == 0 or req.data.label_noise == 0 else _data_for_seed(workload, req.data, seed)
-            for method in req.methods:
-                params = tuned.get(method, {})
-                cfg = replace(req.config, seed=seed, lr=params.get("lr", req.config.lr))
-                eps = params.get("epsilon", req.epsilon)
-                burn = params.get("burn_in", req.burn_in)
-                rec = run_one(study, workload, data, cfg, method, seed, f"{method}-s{seed}", eps, burn, dev,
-                              record={"data": {**asdict(req.data), "noise_seed": data.info.get("noise_seed")},
-                                      "tuned": params or None})
-                records.append(rec)
-                bar.advance(task)
-                summary = _summary(req, records, tuned, study)
-                study.write_summary(summary)
-    say("; ".join(summary["statement"][:3]))
+        already = sum(finished_record(study.trial(f"{m}-s{seed}")) is not None for seed, m in order)
+        task = bar.add_task(f"emphasis {req.workload}", total=len(order), completed=already)
+        run_claimed([job(seed, method, bar, task) for seed, method in order])
+    summary = write_summary()
+    for line in summary["statement"]:
+        say(line)
     return summary
 
 
@@ -215,43 +253,90 @@ def search_space(method: str, lr: float) -> dict:
     return space
 
 
+TUNE_HEARTBEAT_S = 10   # Optuna heartbeat of a tuning trial; one silent for 3x this is stale (failed)
+
+
 def tune_methods(study: StudyDir, req: EmphasisRequest, workload, data: Dataset, dev) -> dict:
     """Per method, ``req.tune`` Optuna (TPE) trials minimising the best validation error.
 
-    Storage is ``study.db`` (SQLite); re-running resumes and runs only the missing trials."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{study.db_path}"
+    Storage is ``study.db`` (SQLite, with heartbeats); re-running resumes and gives what an
+    uninterrupted run gives: tuning trial ``k`` (its position in the sequence, its folder
+    ``tune-<method>-<k>`` and its training seed) draws its parameters from a sampler seeded
+    with ``k``, so a resumed TPE neither starts its random start-up sequence over nor skips a
+    position; a position whose folder finished but whose Optuna trial did not (interrupted in
+    between) takes the folder's parameters and value instead of training again. One process at a
+    time tunes a method (a claim in ``.locks/``); others sharing the folder tune other methods."""
     tuned = {}
     with progress_bar() as bar:
         task = bar.add_task("tune", total=req.tune * len(req.methods))
+        jobs = []
         for method in req.methods:
-            space = search_space(method, req.config.lr)
-            ostudy = optuna.create_study(study_name=f"tune-{method}", storage=storage, direction="minimize",
-                                         sampler=optuna.samplers.TPESampler(seed=0), load_if_exists=True)
-            done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials)
-            bar.advance(task, min(done, req.tune))
+            def run(method=method):
+                tuned[method] = _tune_method(study, req, workload, data, dev, method, lambda: bar.advance(task))
+            jobs.append(Job(study.lock(f"tune-{method}"), lambda method=method: method in tuned, run,
+                            f"the tuning of {method}"))
+        run_claimed(jobs)   # a method another process tuned is read from the storage once its claim is free
+    return {m: tuned[m] for m in req.methods}
 
-            def objective(trial, method=method, space=space):
-                p = {}
-                for name, (kind, lo, hi) in space.items():
-                    p[name] = trial.suggest_int(name, lo, hi) if kind == "int" else \
-                        trial.suggest_float(name, lo, hi, log=True)
-                seed = TUNE_SEED_BASE + trial.number
-                cfg = replace(req.config, seed=seed, lr=p["lr"])
-                rec = run_one(study, workload, data, cfg, method, seed, f"tune-{method}-{trial.number}",
-                              p.get("epsilon", req.epsilon), p.get("burn_in", req.burn_in), dev,
-                              record={"tuning": True, "params": p})
-                bar.advance(task)
-                v = rec.get("best_ckpt_val_error")
-                return v if v is not None else 1.0
 
-            if done < req.tune:
-                ostudy.optimize(objective, n_trials=req.tune - done)
-            best = ostudy.best_trial
-            tuned[method] = {**best.params, "val_error": best.value}
-    return tuned
+def _tune_method(study: StudyDir, req: EmphasisRequest, workload, data: Dataset, dev, method: str, advance) -> dict:
+    """Run the missing tuning positions of ``method`` (the caller holds its claim); returns the best."""
+    import optuna
+
+    from feedwise.studies.batch_size_storage import open_storage
+
+    storage = open_storage(f"sqlite:///{study.db_path}", heartbeat=TUNE_HEARTBEAT_S)
+    space = search_space(method, req.config.lr)
+    name = f"tune-{method}"
+
+    def load(position: int):
+        return optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
+                                   sampler=optuna.samplers.TPESampler(seed=position))
+
+    def complete(ostudy) -> dict[int, optuna.trial.FrozenTrial]:
+        done = {}
+        for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            done.setdefault(int(t.user_attrs.get("position", t.number)), t)
+        return done
+
+    def objective(trial, position: int):
+        trial.set_user_attr("position", position)
+        p = {}
+        for pname, (kind, lo, hi) in space.items():
+            p[pname] = trial.suggest_int(pname, lo, hi) if kind == "int" else trial.suggest_float(pname, lo, hi, log=True)
+        seed = TUNE_SEED_BASE + position
+        cfg = replace(req.config, seed=seed, lr=p["lr"])
+        rec = run_one(study, workload, data, cfg, method, seed, f"tune-{method}-{position}",
+                      p.get("epsilon", req.epsilon), p.get("burn_in", req.burn_in), dev,
+                      record={"tuning": True, "params": p, "position": position})
+        advance()
+        v = rec.get("best_ckpt_val_error")
+        return v if v is not None else 1.0
+
+    done = complete(load(0))
+    for _ in done:
+        advance()
+    while (todo := [k for k in range(req.tune) if k not in done]):
+        position = todo[0]
+        ostudy = load(position)
+        _drop_unfinished(ostudy)
+        on_disk = finished_record(study.trial(f"tune-{method}-{position}"))
+        if on_disk is not None:   # trained, but interrupted before Optuna heard of it
+            ostudy.enqueue_trial(on_disk["params"], user_attrs={"position": position})
+        ostudy.optimize(lambda t: objective(t, position), n_trials=1)
+        done = complete(ostudy)
+    best = min((done[k] for k in range(req.tune)), key=lambda t: (t.value, int(t.user_attrs.get("position", t.number))))
+    return {**best.params, "val_error": best.value}
+
+
+def _drop_unfinished(ostudy) -> None:
+    """Fail the method's RUNNING and WAITING trials: the caller holds the method's claim, so they are
+    left by an interrupted process (a WAITING one would hand its parameters to the next position)."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    for t in ostudy.get_trials(deepcopy=False, states=(TS.RUNNING, TS.WAITING)):
+        ostudy._storage.set_trial_state_values(t._trial_id, TS.FAIL)
 
 
 def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: StudyDir) -> dict:
@@ -259,7 +344,7 @@ def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: Stud
     curves = {}
     for m in req.methods:
         rows_by_seed = [study.trial(f"{m}-s{seed}").measurements() for seed in range(req.seeds)
-                        if study.trial(f"{m}-s{seed}").finished()]
+                        if finished_record(study.trial(f"{m}-s{seed}")) is not None]
         if not rows_by_seed:
             continue
         steps = sorted({r["step"] for rows in rows_by_seed for r in rows})
@@ -272,7 +357,5 @@ def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: Stud
     return {"kind": "emphasis", "workload": req.workload, "label_noise": req.data.label_noise,
             "seeds": req.seeds, "steps": req.config.budget_steps(), "batch_size": req.config.batch_size,
             "lr": req.config.lr, "epsilon": req.epsilon, "burn_in": req.burn_in, "tuned": tuned or None,
-            "primary_test": "paired t-test on per-seed test errors (two-sided); Wilcoxon signed-rank also "
-                            "reported (with 5 seeds its smallest possible two-sided p is 0.0625); Holm "
-                            "correction across the methods compared with uniform",
+            "primary_test": primary_test_text(req.seeds),
             **s, "curves": curves}

@@ -34,8 +34,6 @@ measurements.csv). Re-running on the same ``--out`` reuses the finished run.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -45,7 +43,9 @@ from feedwise.data.sources import Dataset, check_seed
 from feedwise.emphasis.feeders import EmphasisFeeder
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
+from feedwise.files import atomic_writer, read_npz, write_npz
 from feedwise.flagging import check_labels, from_history, from_pred_probs
+from feedwise.progress import say
 from feedwise.results import StudyDir
 from feedwise.scores import get_score
 from feedwise.studies.common import pick_device, run_trial, set_threads
@@ -131,14 +131,6 @@ def _compute_scores(trainer, feeder: EmphasisFeeder, scorer: EnsembleScorer | No
     return out
 
 
-def _save_npz(path: Path, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
 def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: str = "auto",
                command: list[str] | None = None, progress=None) -> dict:
     req.validate()
@@ -158,28 +150,29 @@ def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: s
     study.open("flag", config, command=command)
     trial = study.trial(0)
     scores_path = study.root / "scores.npz"
-    if trial.finished() and scores_path.exists():
-        with np.load(scores_path) as z:
-            arrays = {k: z[k] for k in z.files}
-        record = trial.read()
-    else:
-        feeder = EmphasisFeeder("uniform")
-        scorer = streamer = None
-        if req.wants_ensemble:   # forward passes over the whole training set at every evaluation: only when asked
-            scorer = EnsembleScorer(data.num_train, data.num_classes, seed=req.config.seed)
-            streamer = CheckpointStreamer(scorer, data.x_train.to(dev))
-        result, trainer = run_trial(trial, workload, data, req.config, feeder, device=dev,
-                                    callbacks=[streamer] if streamer else [], progress=progress,
-                                    record={"checkpoints_scored": None})
-        if result.status == "diverged":
-            raise FeedwiseError(f"training diverged (see {trial.path}); try a smaller --lr")
-        if scorer is not None and scorer.num_members == 0:
-            raise FeedwiseError("no evaluation happened during training; lower --eval-every")
-        arrays = _compute_scores(trainer, feeder, scorer, data)
-        _save_npz(scores_path, arrays)
-        record = trial.read()
-        record["checkpoints_scored"] = None if scorer is None else scorer.num_members
-        trial.write(record)
+    # another process running this very study holds trial 0: wait for it instead of training twice
+    with trial.hold(waiting=lambda who: say(f"waiting for trial 0 in {out}, which {who} is running")):
+        if trial.finished() and scores_path.exists():
+            arrays = read_npz(scores_path)
+            record = trial.read()
+        else:
+            feeder = EmphasisFeeder("uniform")
+            scorer = streamer = None
+            if req.wants_ensemble:   # forward passes over the whole training set at every evaluation: only when asked
+                scorer = EnsembleScorer(data.num_train, data.num_classes, seed=req.config.seed)
+                streamer = CheckpointStreamer(scorer, data.x_train.to(dev))
+            result, trainer = run_trial(trial, workload, data, req.config, feeder, device=dev,
+                                        callbacks=[streamer] if streamer else [], progress=progress,
+                                        record={"checkpoints_scored": None})
+            if result.status == "diverged":
+                raise FeedwiseError(f"training diverged (see {trial.path}); try a smaller --lr")
+            if scorer is not None and scorer.num_members == 0:
+                raise FeedwiseError("no evaluation happened during training; lower --eval-every")
+            arrays = _compute_scores(trainer, feeder, scorer, data)
+            write_npz(scores_path, **arrays)
+            record = trial.read()
+            record["checkpoints_scored"] = None if scorer is None else scorer.num_members
+            trial.write(record)
 
     given = data.y_train.cpu().numpy()
     flipped = np.zeros(data.num_train, bool)
@@ -238,8 +231,7 @@ def set_quality(flagged: np.ndarray, truth: np.ndarray) -> dict:
 
 def _write_csv(path: Path, order, s, score_name, given, predicted, file_rows, flipped, clean, flagged=None,
                index_name: str = "index") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_writer(path, newline="") as f:
         w = csv.writer(f)
         head = ["rank", index_name] + (["file_row"] if file_rows is not None else []) + \
             ["given_label"] + (["predicted_label"] if predicted is not None else []) + ["score", "score_name"] + \
@@ -252,7 +244,6 @@ def _write_csv(path: Path, order, s, score_name, given, predicted, file_rows, fl
             if flipped is not None:
                 row += [int(flipped[i]), int(clean[i])]
             w.writerow(row)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- from the user's own files

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from feedwise.engine import TrainConfig, derive_seed
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
-from feedwise.progress import progress_bar
+from feedwise.progress import progress_bar, say
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.train import DataOptions
@@ -122,17 +122,54 @@ class NoiseScaleRequest:
     data: DataOptions = field(default_factory=DataOptions)
 
 
+def _positive_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise FeedwiseError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+def _finite(name: str, v, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or (low is not None and v < low) or (high is not None and v > high):
+        where = f" in [{low:g}, {high:g}]" if low is not None and high is not None else ""
+        raise FeedwiseError(f"{name} must be a finite number{where}, got {v!r}")
+    return float(v)
+
+
+def resolve_request(req: NoiseScaleRequest) -> TrainConfig:
+    """Validate the request (nothing is written before this passes) and build its training config.
+
+    An option left at None takes the workload's default; a given value is used as given (0 is
+    an error, not "the default")."""
+    w = get_workload(req.workload)
+    for name, v in (("--b-small", req.b_small), ("--b-big", req.b_big), ("--measure-every", req.measure_every)):
+        _positive_int(name, v)
+    if req.b_big <= req.b_small or req.b_big % req.b_small:
+        raise FeedwiseError(f"need 0 < b_small < b_big with b_big a multiple of b_small, got {req.b_small}, {req.b_big}")
+    batch_size = w.batch_size if req.batch_size is None else _positive_int("--batch-size", req.batch_size)
+    max_steps = w.max_steps if req.max_steps is None else _positive_int("--max-steps", req.max_steps)
+    lr = w.lr if req.lr is None else _finite("--lr", req.lr)
+    if lr <= 0:
+        raise FeedwiseError(f"--lr must be positive, got {lr!r}")
+    momentum = 0.0 if req.optimizer == "sgd" else _finite("--momentum", req.momentum, 0.0, 1.0)
+    if momentum >= 1:
+        raise FeedwiseError(f"--momentum must be below 1, got {momentum!r}")
+    target = w.resolve_target(req.target)
+    if isinstance(req.seed, bool) or not isinstance(req.seed, int) or req.seed < 0:
+        raise FeedwiseError(f"--seed must be an integer >= 0, got {req.seed!r}")
+    cfg = TrainConfig(batch_size=batch_size, optimizer=req.optimizer, lr=lr, momentum=momentum,
+                      max_steps=max_steps, eval_every=req.measure_every, target=target, seed=req.seed,
+                      evaluate_test=False)
+    if max_steps < req.measure_every:
+        raise FeedwiseError(f"--max-steps {max_steps} is below --measure-every {req.measure_every}: no gradient "
+                            f"measurement would be taken")
+    return cfg
+
+
 def run_noise_scale(req: NoiseScaleRequest, out: str | Path, threads: int | None = None, device: str = "auto",
                     command: list[str] | None = None) -> dict:
     w = get_workload(req.workload)
-    if req.b_small <= 0 or req.b_big <= req.b_small or req.b_big % req.b_small:
-        raise FeedwiseError(f"need 0 < b_small < b_big with b_big a multiple of b_small, got {req.b_small}, {req.b_big}")
-    if req.measure_every <= 0:
-        raise FeedwiseError("--measure-every must be positive")
-    cfg = TrainConfig(batch_size=req.batch_size or w.batch_size, optimizer=req.optimizer,
-                      lr=req.lr if req.lr is not None else w.lr, momentum=0.0 if req.optimizer == "sgd" else req.momentum,
-                      max_steps=req.max_steps or w.max_steps, eval_every=req.measure_every,
-                      target=w.target if req.target is None else req.target, seed=req.seed, evaluate_test=False)
+    cfg = resolve_request(req)
     sd = StudyDir(out)
     n_threads = set_threads(threads)
     dev = pick_device(device)
@@ -141,41 +178,42 @@ def run_noise_scale(req: NoiseScaleRequest, out: str | Path, threads: int | None
     if req.b_big > data.num_train:
         raise FeedwiseError(f"b_big {req.b_big} is larger than the training set ({data.num_train})")
     config = {"workload": req.workload, "train": asdict(cfg), "b_small": req.b_small, "b_big": req.b_big,
-              "measure_every": req.measure_every, "data": asdict(req.data)}
+              "measure_every": req.measure_every, "data": req.data.identity(data)}
     sd.open(KIND, config, command=command, extra={"threads": n_threads, "device": str(dev), "dataset": data.describe()})
     trial = sd.trial(0)
-    if trial.finished() and sd.summary_path.exists():
-        return sd.read_summary()
-    trial.path.mkdir(parents=True, exist_ok=True)
-    probe = NoiseProbe(req.b_small, req.b_big, req.seed, trial.path / "noise_scale.csv")
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"noise scale {req.workload} bs={cfg.batch_size}", total=cfg.budget_steps())
-            result, _ = run_trial(trial, w, data, cfg, UniformFeeder(), device=dev, callbacks=[probe],
-                                  record={"b_small": req.b_small, "b_big": req.b_big},
-                                  progress=lambda s, t: bar.update(task, completed=s))
-    finally:
-        probe.close()
-    rows = probe.rows
-    g2s, trs = [r["g2"] for r in rows], [r["trace"] for r in rows]
-    q = max(1, len(rows) // 4)
-    mean_all = b_simple(g2s, trs)
-    last = b_simple(g2s[-q:], trs[-q:])
-    ex_grad = len(rows) * req.b_big
-    summary = {
-        "kind": KIND, "workload": req.workload, "b_small": req.b_small, "b_big": req.b_big,
-        "train": {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
-                  "status": result.status, "steps_run": result.steps_run, "steps_to_result": result.steps_to_result,
-                  "target": cfg.target},
-        "measurements": len(rows), "b_simple": mean_all, "b_simple_last": last,
-        "predicted_critical_batch": mean_all,
-        "prediction_rule": "B_simple = mean(tr Sigma)/mean(|G|^2) over all measurements of the short run",
-        "mean_g2": sum(g2s) / len(g2s) if g2s else None, "mean_trace": sum(trs) / len(trs) if trs else None,
-        "compute": {"examples_train": result.examples, "examples_gradient": ex_grad,
-                    "examples_total": result.examples + ex_grad, "wall_s": result.wall_s + result.eval_s},
-        "series": [{k: r[k] for k in ("step", "g2", "trace", "b_simple_point", "b_simple_running")} for r in rows],
-    }
-    if not rows:
-        raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --max-steps")
-    sd.write_summary(summary)
-    return summary
+    # another process running this very study holds trial 0: wait for it instead of measuring twice
+    with trial.hold(waiting=lambda who: say(f"waiting for trial 0 in {out}, which {who} is running")):
+        if trial.finished() and sd.summary_path.exists():
+            return sd.read_summary()
+        probe = NoiseProbe(req.b_small, req.b_big, req.seed, trial.path / "noise_scale.csv")
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task(f"noise scale {req.workload} bs={cfg.batch_size}", total=cfg.budget_steps())
+                result, _ = run_trial(trial, w, data, cfg, UniformFeeder(), device=dev, callbacks=[probe],
+                                      record={"b_small": req.b_small, "b_big": req.b_big},
+                                      progress=lambda s, t: bar.update(task, completed=s))
+        finally:
+            probe.close()
+        rows = probe.rows
+        g2s, trs = [r["g2"] for r in rows], [r["trace"] for r in rows]
+        q = max(1, len(rows) // 4)
+        mean_all = b_simple(g2s, trs)
+        last = b_simple(g2s[-q:], trs[-q:])
+        ex_grad = len(rows) * req.b_big
+        summary = {
+            "kind": KIND, "workload": req.workload, "b_small": req.b_small, "b_big": req.b_big,
+            "train": {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
+                      "status": result.status, "steps_run": result.steps_run, "steps_to_result": result.steps_to_result,
+                      "target": cfg.target},
+            "measurements": len(rows), "b_simple": mean_all, "b_simple_last": last,
+            "predicted_critical_batch": mean_all,
+            "prediction_rule": "B_simple = mean(tr Sigma)/mean(|G|^2) over all measurements of the short run",
+            "mean_g2": sum(g2s) / len(g2s) if g2s else None, "mean_trace": sum(trs) / len(trs) if trs else None,
+            "compute": {"examples_train": result.examples, "examples_gradient": ex_grad,
+                        "examples_total": result.examples + ex_grad, "wall_s": result.wall_s + result.eval_s},
+            "series": [{k: r[k] for k in ("step", "g2", "trace", "b_simple_point", "b_simple_running")} for r in rows],
+        }
+        if not rows:
+            raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --max-steps")
+        sd.write_summary(summary)
+        return summary

@@ -81,10 +81,15 @@ def regimes(curve: dict[int, int | None]) -> dict:
     """Label each batch size with a regime (rule in the module docstring).
 
     Returns ``{"by_batch_size": {B: label}, "segments": [{from, to, slope, regime}],
-    "largest_perfect": B or None, "largest_useful": B or None, "rule": text}``, where
-    ``largest_perfect`` is the largest B reached through perfect-scaling segments only
-    (counting from the smallest batch size) and ``largest_useful`` the largest B whose
-    segment still gives more than maximal-data-parallelism gains (slope < -0.25)."""
+    "largest_perfect": B or None, "largest_useful": B or None, "rule": text}``.
+
+    Both "largest" numbers are read off the same labels as the table, counting from the smallest
+    batch size that reached the target: ``largest_perfect`` is the last B of the leading run of
+    batch sizes labelled "perfect scaling" (``None`` when the first segment is not perfect, i.e.
+    when no batch size is labelled "perfect scaling" from the start), ``largest_useful`` the last
+    B before the first "maximal data parallelism" label (``None`` when the first segment is
+    already maximal). A single reached batch size has no segment: both are ``None``.
+    :func:`regime_sentence` says the same in words."""
     pts = _reached(curve)
     labels: dict[int, str] = {}
     segments = []
@@ -99,18 +104,45 @@ def regimes(curve: dict[int, int | None]) -> dict:
     for b in sorted(curve):
         if b not in labels:
             labels[b] = "unreached"
-    largest_perfect = pts[0][0] if pts else None
-    for seg in segments:
-        if seg["regime"] != REGIMES[0]:
-            break
-        largest_perfect = seg["to"]
-    largest_useful = pts[0][0] if pts else None
-    for seg in segments:
-        if seg["regime"] == REGIMES[2]:
-            break
-        largest_useful = seg["to"]
+    reached = [b for b, _ in pts]
     return {"by_batch_size": {int(b): labels[b] for b in sorted(labels)}, "segments": segments,
-            "largest_perfect": largest_perfect, "largest_useful": largest_useful, "rule": REGIME_RULE}
+            "largest_perfect": _leading_run(reached, labels, lambda lab: lab == REGIMES[0]),
+            "largest_useful": _leading_run(reached, labels, lambda lab: lab in REGIMES[:2]),
+            "rule": REGIME_RULE}
+
+
+def _leading_run(reached: list[int], labels: dict[int, str], keep) -> int | None:
+    """The last batch size of the leading run (in increasing B) whose labels satisfy ``keep``."""
+    last = None
+    for b in reached:
+        if not keep(labels[b]):
+            break
+        last = b
+    return last
+
+
+def regime_sentence(reg: dict) -> str:
+    """The regimes in words, from the same labels and numbers as :func:`regimes` (so a page
+    never says "perfect scaling up to B" next to a table that labels B otherwise)."""
+    segs = reg.get("segments") or []
+    if not segs:
+        return "fewer than two batch sizes reached the target: no scaling regime can be measured."
+    slopes = ", ".join(f"{s['from']}→{s['to']}: {s['slope']:.2f}" for s in segs)
+    reached = [segs[0]["from"]] + [s["to"] for s in segs]
+    first = reached[0]
+    lp, lu = reg.get("largest_perfect"), reg.get("largest_useful")
+    if lp is not None:
+        text = f"perfect scaling from B = {first} up to B = {lp}"
+    else:
+        text = (f"no perfect scaling: already the first segment ({first}→{segs[0]['to']}, slope "
+                f"{segs[0]['slope']:.2f}) is flatter than the perfect-scaling bound {PERFECT_SLOPE}")
+    if lu is None:
+        text += f"; that segment is already maximal data parallelism (slope >= {MAXIMAL_SLOPE})"
+    elif lp is None or lu != lp:
+        text += f"; steps kept falling faster than maximal data parallelism allows up to B = {lu}"
+    if lu is not None and lu != reached[-1]:
+        text += f"; the first segment at maximal data parallelism ends at B = {reached[reached.index(lu) + 1]}"
+    return f"{text} (log-log slopes {slopes}; perfect scaling is -1)."
 
 
 REGIME_RULE = (f"log-log slope s between consecutive batch sizes: perfect scaling if s <= {PERFECT_SLOPE}, "

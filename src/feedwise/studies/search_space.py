@@ -2,9 +2,11 @@
 
 A space is ``{name: [low, high] | fixed number}`` over :data:`PARAMS`; defaults come from
 ``Workload.search_space`` and a YAML/JSON file may override them (an unknown name is an
-error). :func:`sampler` is a scrambled, seeded Sobol ``QMCSampler`` that knows the space up
-front and gives trial number n the n-th point of the sequence (:func:`sobol_point`), so
-concurrent trials and workers never draw the same point.
+error; numbers may be written as YAML reads them or as strings such as ``1e-3``; NaN and
+infinities are refused). The batch-size study enqueues every trial's point
+(:func:`sobol_point`, point k of the scrambled Sobol sequence); :func:`sampler` is a scrambled,
+seeded Sobol ``QMCSampler`` that knows the space up front and gives a trial the point named by
+its ``point`` user attribute (its trial number without one).
 """
 
 from __future__ import annotations
@@ -25,18 +27,41 @@ def load_space_file(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FeedwiseError(f"search-space file {p} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise FeedwiseError(f"cannot read search-space file {p} as UTF-8 text: {_one_line(e)}") from None
     try:
         if p.suffix.lower() == ".json":
             obj = json.loads(text)
         else:
             import yaml
             obj = yaml.safe_load(text)
-    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
-        raise FeedwiseError(f"cannot parse search-space file {p}: {e}") from None
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError, ...
+        raise FeedwiseError(f"cannot parse search-space file {p}: {_one_line(e)}") from None
     if not isinstance(obj, dict):
         raise FeedwiseError(f"search-space file {p} must hold a mapping name -> [low, high]")
-    return obj
+    return {str(k): v for k, v in obj.items()}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def number(name: str, v) -> float:
+    """A finite number from a space entry: ints, floats, and numeric strings (PyYAML reads an
+    exponent without a dot, ``1e-3``, as a string) are accepted; booleans, NaN and infinities are not."""
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            raise FeedwiseError(f"search-space '{name}': {v!r} is not a number") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise FeedwiseError(f"search-space '{name}' must be [low, high] or a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise FeedwiseError(f"search-space '{name}' must be finite, got {v}")
+    return v
 
 
 def resolve_space(defaults: dict, overrides: dict | None, optimizer: str) -> dict:
@@ -55,18 +80,16 @@ def resolve_space(defaults: dict, overrides: dict | None, optimizer: str) -> dic
         space.pop("one_minus_momentum")
     for k, v in space.items():
         if isinstance(v, list):
-            if len(v) != 2 or not all(isinstance(x, (int, float)) for x in v):
+            if len(v) != 2:
                 raise FeedwiseError(f"search-space '{k}' must be [low, high] or a number, got {v!r}")
-            lo, hi = float(v[0]), float(v[1])
+            lo, hi = number(k, v[0]), number(k, v[1])
             if not lo < hi:
                 raise FeedwiseError(f"search-space '{k}': low {lo} must be below high {hi}")
             if k in LOG_PARAMS and lo <= 0:
                 raise FeedwiseError(f"search-space '{k}' is log-scaled: low must be positive, got {lo}")
             space[k] = [lo, hi]
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            space[k] = float(v)
         else:
-            raise FeedwiseError(f"search-space '{k}' must be [low, high] or a number, got {v!r}")
+            space[k] = number(k, v)
     _check_ranges(space)
     return space
 
@@ -119,7 +142,8 @@ def sampler(seed: int, space: dict):
             # Trial numbers are unique in the storage, across threads, processes and machines.
             if not search_space:
                 return {}
-            return sobol_point(search_space, trial.number, seed)
+            point = trial.user_attrs.get("point", trial.number)
+            return sobol_point(search_space, int(point), seed)
 
     return FixedSpaceQMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
 

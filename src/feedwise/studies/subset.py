@@ -57,8 +57,9 @@ from feedwise.errors import FeedwiseError
 from feedwise.feeders import UniformFeeder
 from feedwise.progress import progress_bar, say
 from feedwise.scores import fill_value, get_score
-from feedwise.results import StudyDir, TrialDir, read_json, write_json
-from feedwise.studies.common import pick_device, run_trial, set_threads
+from feedwise.files import mkdir, read_json, read_npy, read_npz, write_json, write_npy, write_npz
+from feedwise.results import StudyDir, TrialDir
+from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
 from feedwise.studies.subset_summary import (BREAK_EVEN_RULE, break_even, fraction_tag,  # noqa: F401  (re-exported)
                                              subset_name, summarize)
 from feedwise.studies.train import DataOptions
@@ -188,8 +189,8 @@ class SubsetStudy:
             self._model_fn(self.data, widths)   # a model that takes no widths refuses them now
         self.study.open("subset", self.config(), command=command,
                         extra={"threads": self.threads, "device": str(self.device), "dataset": self.data.describe()})
-        (self.root / "subsets").mkdir(parents=True, exist_ok=True)
-        (self.root / "scores").mkdir(parents=True, exist_ok=True)
+        mkdir(self.root / "subsets")
+        mkdir(self.root / "scores")
         self.trials_run = 0
 
     def config(self) -> dict:
@@ -237,11 +238,11 @@ class SubsetStudy:
         hsum = {a: np.zeros(len(pool_idx)) for a in history}
         done: set[int] = set()
         if state_path.exists():
-            with np.load(state_path) as z:
-                if np.array_equal(z["pool"], pool_idx) and all(f"history_{a}" in z for a in history):
-                    scorer.load_state_dict(z)
-                    done = set(int(j) for j in z["members"])
-                    hsum = {a: np.array(z[f"history_{a}"]) for a in history}
+            z = read_npz(state_path)
+            if "pool" in z and np.array_equal(z["pool"], pool_idx) and all(f"history_{a}" in z for a in history):
+                scorer.load_state_dict(z)
+                done = set(int(j) for j in z["members"])
+                hsum = {a: np.array(z[f"history_{a}"]) for a in history}
         data = subset_data(self.data, train_idx) if len(train_idx) < self.n else self.data
         pool_x = take_rows(self.data.x_train, pool_idx)
         every, steps = self.spec.member_schedule(self.acq_steps)
@@ -263,10 +264,8 @@ class SubsetStudy:
 
         def save(j, streamer):
             done.add(j)
-            tmp = state_path.with_suffix(".tmp.npz")
-            np.savez(tmp, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64), **scorer.state_dict(),
-                     **{f"history_{a}": v for a, v in hsum.items()})
-            tmp.replace(state_path)
+            write_npz(state_path, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64),
+                      **scorer.state_dict(), **{f"history_{a}": v for a, v in hsum.items()})
 
         train_ensemble(self.spec, scorer, pool_x, run_member, done=done, after_member=save)
         return scorer, {a: v / self.spec.models for a, v in hsum.items()}
@@ -276,10 +275,18 @@ class SubsetStudy:
         assert idx.size == np.unique(idx).size and np.all(np.diff(idx) > 0)
         meta = {**meta, "size": int(idx.size),
                 "composition": class_composition(self.labels, idx, self.data.num_classes)}
-        tmp = self.root / "subsets" / f"{name}.tmp.npy"
-        np.save(tmp, idx)
-        tmp.replace(self.root / "subsets" / f"{name}.npy")
+        write_npy(self.root / "subsets" / f"{name}.npy", idx)
         write_json(self.root / "subsets" / f"{name}.json", meta)
+
+    def _subset(self, name: str) -> np.ndarray:
+        """A saved subset: sorted unique indices into the training split (a damaged file is one error)."""
+        path = self.root / "subsets" / f"{name}.npy"
+        idx = read_npy(path)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and (idx[0] < 0 or idx[-1] >= self.n)) \
+                or np.any(np.diff(idx) <= 0):
+            raise FeedwiseError(f"damaged results file {path}: not sorted unique indices into the {self.n} "
+                                "training examples")
+        return idx
 
     def _have_subset(self, name: str) -> bool:
         return (self.root / "subsets" / f"{name}.npy").exists() and (self.root / "subsets" / f"{name}.json").exists()
@@ -299,7 +306,7 @@ class SubsetStudy:
                         self._save_subset(name, sel.indices, {"acquisition": "random", "fraction": f,
                                                               "balance": bal, "seed": seed, "tie_filled": 0,
                                                               "tied_at_cutoff": 0})
-                    prev = np.load(self.root / "subsets" / f"{name}.npy")
+                    prev = self._subset(name)
         acqs = [a for a in r.acquisitions if a != "random"]
         if not acqs:
             return
@@ -332,7 +339,7 @@ class SubsetStudy:
                 for rnd, f in enumerate(r.fractions):
                     name = subset_name(a, f, b)
                     if self._have_subset(name):
-                        cur = np.load(self.root / "subsets" / f"{name}.npy")
+                        cur = self._subset(name)
                         ensembles = read_json(self.root / "subsets" / f"{name}.json").get("ensemble", [])
                         continue
                     pool = np.setdiff1d(np.arange(n), cur)
@@ -367,25 +374,32 @@ class SubsetStudy:
                         jobs.append((f"target-{a}-{fraction_tag(f)}-{b}-{rule}", name,
                                      None, {"subset": name, "acquisition": a, "fraction": f, "balance": b,
                                             "budget": rule}))
+        todo = []
         for seed in range(r.seeds):
             for prefix, what, steps, rec in jobs:
                 trial = self.study.trial(f"{prefix}-s{seed}")
-                if trial.finished():
-                    continue
-                if isinstance(what, str):
-                    idx = np.load(self.root / "subsets" / f"{what}.npy")
-                    data = subset_data(self.data, idx)
-                    steps = self.target_steps_for(len(idx), rec["budget"])
-                else:
-                    data = self.data
-                every = max(1, min(self.w.eval_every, steps), math.ceil(steps / 10))
-                self._run(trial, data, self._cfg(steps, every, seed, test=True), r.target_widths,
-                          {"role": "target", **rec}, bar=bar)
+
+                def run(trial=trial, what=what, steps=steps, rec=rec, seed=seed):
+                    if isinstance(what, str):
+                        idx = self._subset(what)
+                        data = subset_data(self.data, idx)
+                        steps = self.target_steps_for(len(idx), rec["budget"])
+                    else:
+                        data = self.data
+                    every = max(1, min(self.w.eval_every, steps), math.ceil(steps / 10))
+                    self._run(trial, data, self._cfg(steps, every, seed, test=True), r.target_widths,
+                              {"role": "target", **rec}, bar=bar)
+                todo.append(Job(trial, trial.finished, run, f"trial {trial.id}"))
+        run_claimed(todo)   # processes sharing the folder split the targets; none is trained twice
 
     def run(self) -> tuple[dict, int]:
         t0 = time.perf_counter()
         with progress_bar() as bar:
-            self.make_subsets(bar)
+            # the search (acquisition ensembles, subsets) runs in one process at a time; a second process
+            # sharing the folder waits for it, then finds the subsets made
+            with self.study.lock("subsets").hold(
+                    waiting=lambda who: say(f"waiting for the subset search, which {who} is running")):
+                self.make_subsets(bar)
             self.train_targets(bar)
         summary = summarize(self.root)
         self.study.write_summary(summary)

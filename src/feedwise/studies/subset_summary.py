@@ -17,7 +17,9 @@ BREAK_EVEN_RULE = (
     "after which the one-off search has paid for itself (costs per training, in training examples or seconds; "
     "search examples include pool examples scored). null when the subset training is not cheaper than full-data "
     "training, or when the subset's mean test error exceeds the full-data mean test error by more than the "
-    "tolerance (a worse subset pays for nothing). 0 for random subsets within tolerance (no search)."
+    "tolerance (a worse subset pays for nothing). 0 for random subsets within tolerance (no search). "
+    "Always null under the steps budget rule in both units: a subset trained for the full-data step budget does "
+    "the same training work, so a difference in seconds is timing noise, not a saving."
 )
 
 
@@ -58,6 +60,24 @@ def break_even(search: float, full: float, subset: float, subset_error: float | 
     if saving <= 0:
         return None
     return float(search / saving)
+
+
+def cell_break_even(rule: str, acquisition: str, search: dict, full_cost: dict, cost: dict,
+                    subset_error: float | None, full_error: float | None, tolerance: float) -> dict:
+    """Break-even of one (acquisition, fraction, balance, budget rule) cell in examples and in
+    seconds (BREAK_EVEN_RULE). Under the ``steps`` rule the subset does the full-data training
+    work, so neither unit can show a saving: both are None (15 cells of the saved benchmarks had
+    a "break-even" in seconds from timing noise alone, e.g. 12.09 s vs 16.09 s for identical work)."""
+    be: dict[str, float | None] = {"examples": None, "seconds": None}
+    if rule == "steps":
+        return be
+    for unit in ("examples", "seconds"):
+        if full_cost.get(unit) is None:
+            continue
+        be[unit] = break_even(search[unit], full_cost[unit], cost[unit], subset_error, full_error, tolerance)
+        if acquisition == "random" and be[unit] is not None:
+            be[unit] = 0.0
+    return be
 
 
 def summarize(root: str | Path) -> dict:
@@ -119,14 +139,7 @@ def summarize(root: str | Path) -> dict:
                 "seconds": float(np.mean([tcost(r)["train_s"] for r in recs])),
                 "steps": int(recs[0].get("steps_run") or 0)}
         search = search_cost(subsets.get(name)) if a != "random" else {"examples": 0, "seconds": 0.0, "ensembles": []}
-        be = {}
-        for unit in ("examples", "seconds"):
-            if full_cost[unit] is None:
-                be[unit] = None
-            else:
-                be[unit] = break_even(search[unit], full_cost[unit], cost[unit], err["mean"], full_err["mean"], tol)
-                if a == "random" and be[unit] is not None:
-                    be[unit] = 0.0
+        be = cell_break_even(rule, a, search, full_cost, cost, err["mean"], full_err["mean"], tol)
         rnd = groups.get(("random", f, b, rule))
         vs_random = None
         if rnd is not None and a != "random":

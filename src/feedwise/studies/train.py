@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from feedwise.data.sources import MIN_MNIST1D_SAMPLES, Dataset, check_fraction, check_seed
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeders import make_feeder
-from feedwise.progress import progress_bar
+from feedwise.progress import progress_bar, say
 from feedwise.results import StudyDir
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.workloads import get_workload
@@ -101,13 +101,23 @@ def train_study(req: TrainRequest, out: str, threads: int | None = None, device:
     study.open("train", config, command=command, extra={"threads": n_threads, "device": str(dev),
                                                          "dataset": data.describe()})
     trial = study.trial(0)
-    if trial.finished():
-        return trial.read(), True
-    with progress_bar() as bar:
-        task = bar.add_task(f"train {req.workload} bs={req.config.batch_size}", total=req.config.budget_steps())
-        result, _ = run_trial(trial, workload, data, req.config, feeder, device=dev,
-                              progress=lambda s, t: bar.update(task, completed=s),
-                              record={"data": asdict(req.data)})
-    record = trial.read()
-    study.write_summary({"kind": "train", "workload": req.workload, "trials": {"0": result.summary()}})
-    return record, False
+    # another process running this very study holds trial 0: wait for it instead of running it twice
+    with trial.hold(waiting=lambda who: say(f"waiting for trial 0 in {out}, which {who} is running")):
+        done = trial.finished()
+        if not done:
+            with progress_bar() as bar:
+                task = bar.add_task(f"train {req.workload} bs={req.config.batch_size}", total=req.config.budget_steps())
+                run_trial(trial, workload, data, req.config, feeder, device=dev,
+                          progress=lambda s, t: bar.update(task, completed=s), record={"data": asdict(req.data)})
+        record = trial.read()
+        if not done or not study.summary_path.exists():
+            study.write_summary(summary(req.workload, record))
+    return record, done
+
+
+def summary(workload: str, record: dict) -> dict:
+    """summary.json of a train study, from trial 0's record (so it can be written again on resume)."""
+    from feedwise.engine import TrainResult
+
+    keys = [f.name for f in fields(TrainResult) if f.name != "rows"]
+    return {"kind": "train", "workload": workload, "trials": {"0": {k: record.get(k) for k in keys}}}
