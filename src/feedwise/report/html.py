@@ -141,14 +141,14 @@ def _conclusions(found: list[tuple[Path, dict, list[Section]]]) -> list[tuple[st
     out = []
     for d, study, _ in found:
         kind = study.get("kind")
-        if study.get("overlay") or kind not in SECTION_MODULES:
-            continue  # an overlay entry, not a study folder
+        if study.get("overlay") or kind not in SECTION_MODULES or not (Path(d) / "summary.json").exists():
+            continue  # an overlay entry, not a study folder, or a study with no results yet
         module = importlib.import_module(SECTION_MODULES[kind])
         if not hasattr(module, "conclusion"):
             continue
         try:
             text = module.conclusion(Path(d))
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, FeedwiseError):
             text = None
         if text:
             out.append((f"{kind} ({Path(d).name})", text))
@@ -178,6 +178,12 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     study_dirs = expand_study_dirs(dirs)
     out = Path(out) if out else Path(dirs[0]) / "report"
     assets = out
+    for d in study_dirs:   # every folder is read and checked before anything is written
+        kind = read_json(Path(d) / "study.json").get("kind")
+        if kind not in SECTION_MODULES:
+            raise FeedwiseError(f"{d}: unknown study kind '{kind}'")
+        if kind not in NEEDS_NO_SUMMARY and (Path(d) / "summary.json").exists():
+            read_json(Path(d) / "summary.json")
     mkdir(out, parents=True)
     found = _sections_for(study_dirs, assets)
     machine = next((s.get("machine") for _, s, _ in found if s.get("machine")), {})

@@ -135,7 +135,8 @@ class StorageUnavailable(FeedwiseError):
 
 _PERMANENT = re.compile(r"(?i)authentication failed|no password supplied|does not exist|permission denied|"
                         r"unable to open database file|no such table|could not translate host name|"
-                        r"name or service not known|invalid (dsn|connection option|integer)")
+                        r"name or service not known|invalid (dsn|connection option|integer)|"
+                        r"readonly database|disk i/o error|disk image is malformed|database or disk is full")
 
 
 def is_transient(e: BaseException | None) -> bool:
@@ -143,8 +144,12 @@ def is_transient(e: BaseException | None) -> bool:
     not a refused login, a missing database or a bad host name."""
     import sqlalchemy.exc as sx
 
-    if e is not None and _PERMANENT.search(str(e)):
-        return False
+    seen, c = set(), e
+    while c is not None and id(c) not in seen:   # a permanent cause anywhere in the chain decides
+        seen.add(id(c))
+        if _PERMANENT.search(str(c)):
+            return False
+        c = c.__cause__ or c.__context__
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
