@@ -13,9 +13,9 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.studies.batch_size import (BatchSizeRequest, Budget, load_space_file, resolve_space,
+from feedwise.studies.batch_size.run import (BatchSizeRequest, Budget, load_space_file, resolve_space,
                                          run_batch_size_study, summarize)
-from feedwise.studies.train import DataOptions
+from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 TINY = DataOptions(num_samples=2000)

@@ -8,9 +8,9 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.report.batch_size import build_overlay, build_sections
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study, summarize
-from feedwise.studies.train import DataOptions
+from feedwise.studies.batch_size.report import build_overlay, build_sections
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study, summarize
+from feedwise.studies.train.run import DataOptions
 
 # lr is the only tuned parameter. The Sobol points of seed 3 (3 + 64 for B = 64) are lr 0.259,
 # 2.1e-4 and 1.6e-5 (known before any training, on any CPU): point 0 reaches the target in about

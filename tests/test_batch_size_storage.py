@@ -9,11 +9,11 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study
-from feedwise.studies.batch_size_storage import normalize_url, redact, redact_command, redact_text
-from feedwise.studies.batch_size_trials import fingerprint, study_name
-from feedwise.studies.search_space import load_space_file, resolve_space
-from feedwise.studies.train import DataOptions
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+from feedwise.studies.batch_size.storage import normalize_url, redact, redact_command, redact_text
+from feedwise.studies.batch_size.trials import fingerprint, study_name
+from feedwise.studies.batch_size.search_space import load_space_file, resolve_space
+from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 SPACE = {"lr": [0.05, 0.3], "one_minus_momentum": [0.05, 0.3], "end_factor": 1.0, "decay_fraction": 1.0}
@@ -240,8 +240,8 @@ def test_threads_never_pop_the_same_point_twice(tmp_path, data_cache):
     (FolderClash / 'Cannot tell a COMPLETE trial'). Each run must train points 0..N-1 exactly once."""
     import json
 
-    from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study
-    from feedwise.studies.train import DataOptions
+    from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+    from feedwise.studies.train.run import DataOptions
 
     for i in range(4):
         req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32, 128], trials=2, optimizer="momentum",

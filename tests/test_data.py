@@ -1,4 +1,3 @@
-import gzip
 
 import numpy as np
 import pytest
@@ -249,7 +248,7 @@ def test_fingerprint_is_the_content_of_the_files_read(tmp_path, xy, idx_folder, 
 
 
 def test_data_options_are_absolute_and_checked(tmp_path, monkeypatch, xy):
-    from feedwise.studies.train import DataOptions
+    from feedwise.studies.train.run import DataOptions
 
     monkeypatch.chdir(tmp_path)
     p = _npz(tmp_path / "digits.npz", x=xy[0], y=xy[1])

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feedwise.errors import FeedwiseError
-from feedwise.studies.diagnostics import auroc, top_share
-from feedwise.studies.emphasis_summary import holm, paired_tests, summarise
+from feedwise.stats import auroc, top_share
+from feedwise.studies.emphasis.summary import holm, paired_tests, summarise
 
 
 def test_paired_tests_match_scipy():
@@ -68,7 +67,7 @@ def test_summarise_relative_reduction_and_holm():
 
 def test_study_end_to_end_resume_and_report(tmp_path, data_cache):
     from feedwise.cli import main
-    from feedwise.report.emphasis import build_sections
+    from feedwise.studies.emphasis.report import build_sections
     from feedwise.results import StudyDir, read_json
 
     out = tmp_path / "emph"

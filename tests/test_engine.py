@@ -5,7 +5,7 @@ import torch
 
 from feedwise.engine import TrainConfig, Trainer, derive_seed, lr_factor, train
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import Feeder, UniformFeeder
+from feedwise.feeds.base import UniformFeeder
 from feedwise.workloads import get_workload
 
 W = get_workload("mnist1d-mlp")

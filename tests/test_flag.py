@@ -4,10 +4,9 @@ import csv
 import json
 
 import numpy as np
-import pytest
 
 from feedwise.cli import main
-from feedwise.studies.flag import SCORES, evaluate_scores, rank, top_k_share
+from feedwise.studies.flag.run import SCORES, evaluate_scores, rank, top_k_share
 
 
 def _csv(path):
@@ -65,7 +64,7 @@ def test_flag_mnist1d_with_noise(tmp_path, capsys):
     q = li["against_truth"]
     assert q["true_errors"] == summary["num_flipped"] and q["precision"] > 2 * summary["num_flipped"] / n
 
-    from feedwise.report.flag import build_sections
+    from feedwise.studies.flag.report import build_sections
     assets = tmp_path / "assets"
     assets.mkdir()
     secs = build_sections(out, assets)

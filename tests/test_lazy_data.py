@@ -8,7 +8,7 @@ import torch
 from feedwise.data.lazy import LazyInputs, from_torch, labels_of, take_rows
 from feedwise.engine import TrainConfig, train
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import make_feeder
+from feedwise.feeds import make_feeder
 from feedwise.workloads import get_workload
 
 W = get_workload("mnist1d-mlp")

@@ -191,7 +191,7 @@ def storage(url: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from feedwise.studies.batch_size_storage import normalize_url
+    from feedwise.studies.batch_size.storage import normalize_url
 
     if url not in _STORAGES:
         _STORAGES[url] = optuna.storages.RDBStorage(normalize_url(url))

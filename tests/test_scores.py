@@ -15,8 +15,8 @@ from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer, stacked_scores
 def test_every_user_of_scores_reads_the_one_registry():
     assert {m.score for m in METHODS.values()} - {"none"} <= set(SCORES)
     assert set(ACQUISITIONS) == {n for n, s in SCORES.items() if s.source == "ensemble"}
-    from feedwise.studies.flag import SCORE_OF
-    from feedwise.studies.subset import HISTORY_ACQUISITIONS
+    from feedwise.studies.flag.run import SCORE_OF
+    from feedwise.studies.subset.run import HISTORY_ACQUISITIONS
 
     assert set(SCORE_OF.values()) <= set(SCORES) and set(HISTORY_ACQUISITIONS.values()) <= set(SCORES)
     with pytest.raises(FeedwiseError, match="unknown score 'nope'"):

@@ -6,8 +6,8 @@ import pytest
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
 from feedwise.results import read_json
-from feedwise.studies.subset import SubsetRequest, run_subset_study
-from feedwise.studies.train import DataOptions
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study
+from feedwise.studies.train.run import DataOptions
 from feedwise.subset.scorer import EnsembleScorer
 from feedwise.subset.select import (AUTO_SPLIT, difficulty_scores, proportional_quotas, resolve_keep, select_top,
                                     subset_size)

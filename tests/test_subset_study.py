@@ -6,8 +6,8 @@ import pytest
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
 from feedwise.results import read_json
-from feedwise.studies.subset import SubsetRequest, break_even, run_subset_study, summarize
-from feedwise.studies.train import DataOptions
+from feedwise.studies.subset.run import SubsetRequest, break_even, run_subset_study, summarize
+from feedwise.studies.train.run import DataOptions
 
 
 def small_request(**kw):
@@ -161,7 +161,7 @@ def test_cli_runs_and_reports(tmp_path, data_cache, capsys):
     assert "bald" in text and "full-data test error" in text
     assert main(argv) == 0
     assert "nothing was run again" in capsys.readouterr().out
-    from feedwise.report.subset import build_sections
+    from feedwise.studies.subset.report import build_sections
     secs = build_sections(out, tmp_path / "assets")
     assert secs[0].images and all(p.exists() for p in secs[0].images)
     assert "beat" in secs[0].markdown and "break_even" in secs[0].markdown

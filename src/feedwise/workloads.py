@@ -159,7 +159,7 @@ class Workload:
         on top (any TrainConfig field; an unknown name is an error, not a silent no-op)."""
         from dataclasses import fields
 
-        from feedwise.engine import TrainConfig
+        from feedwise.config import TrainConfig
 
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(overrides) - known)

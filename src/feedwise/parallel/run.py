@@ -12,7 +12,7 @@ import torch
 
 from feedwise.engine import init_model
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import make_feeder
+from feedwise.feeds import make_feeder
 from feedwise.parallel import MODES
 from feedwise.parallel.launch import local_init_method, spawn, torchrun_env
 from feedwise.parallel.worker import WorkerSpec, train_worker

@@ -22,7 +22,7 @@ import torch
 
 from feedwise.engine import TrainConfig, Trainer, record_run
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import make_feeder
+from feedwise.feeds import make_feeder
 from feedwise.parallel.ddp import SyncDDP
 from feedwise.parallel.hogwild import Hogwild
 from feedwise.parallel.launch import cuda_device, default_backend, init_group, leave_group

@@ -10,7 +10,7 @@ import torch
 
 from feedwise.data.sources import Dataset
 from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer, record_run
-from feedwise.feeders import Feeder
+from feedwise.feeds.base import Feeder
 from feedwise.progress import say
 from feedwise.files import Claim
 from feedwise.results import TrialDir
