@@ -113,10 +113,20 @@ def compare(before: str, after: str) -> dict:
         if study not in a or study not in b:
             report[study] = {"identical": False, "note": "missing on one side"}
             continue
+        note = None
+        sa, sb = a[study].get("scores"), b[study].get("scores")
+        if isinstance(sa, dict) and isinstance(sb, dict) and set(sa) != set(sb):
+            # flag computes the ensemble scores only when asked (--ensemble) since issue 15: compare the rest
+            note = f"scores only on one side: {sorted(set(sa) ^ set(sb))}"
+            keep = set(sa) & set(sb)
+            a[study]["scores"] = {k: v for k, v in sa.items() if k in keep}
+            b[study]["scores"] = {k: v for k, v in sb.items() if k in keep}
         per_trial = {t: _diff(a[study].get(t), b[study].get(t)) for t in sorted(set(a[study]) | set(b[study]))}
         worst = max(per_trial.values() or [0.0])
         report[study] = {"identical": worst == 0.0, "max_abs_diff": worst,
                          "trials_differing": sorted(t for t, v in per_trial.items() if v != 0.0)}
+        if note:
+            report[study]["note"] = note
     return report
 
 

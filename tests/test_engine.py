@@ -186,3 +186,13 @@ def test_every_row_reaches_every_callback_before_the_stop_rule(tiny):
     seen_b.clear()
     r, _ = train(tiny, W.model_fn(tiny), _cfg(eval_every=10), callbacks=[a, b])
     assert r.status == "pruned" and seen_a == seen_b == [10, 20] and r.time_to_result_s is None
+
+
+def test_named_streams_are_independent_and_never_collide_like_offsets():
+    from feedwise.seeds import stream
+
+    # the offsets they replace: 1000 + 100*round + member met round r+1's member 0 at member 100
+    seeds = {stream(0, "acquisition", r, j) for r in range(3) for j in range(150)}
+    assert len(seeds) == 3 * 150
+    assert stream(0, "init") == derive_seed(0, "init") and stream(0, "init") != stream(1, "init")
+    assert all(0 <= s < 2 ** 63 for s in seeds)

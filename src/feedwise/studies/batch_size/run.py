@@ -17,7 +17,7 @@ parameter             scale          meaning
 Defaults live in ``Workload.search_space`` (``{name: [low, high]}``); a YAML/JSON file can
 override any of them (``[low, high]`` or a single number to fix it); an unknown name is an
 error. **Points**: ``--trials N`` means the Sobol points ``0..N-1`` of each batch size (seed
-``seed + B``), point k trained with seed ``seed * 1_000_003 + k``. A point is enqueued in the
+``seed + B``), point k trained with seed ``stream(seed, "batch-size trial", k)`` (:mod:`feedwise.seeds`). A point is enqueued in the
 storage and trained by the trial that pops it; a point whose trial was interrupted (Ctrl-C, a
 killed worker) is trained again from its start, so a resumed or shared study evaluates exactly
 the points of an uninterrupted one and gets its steps-to-result.
@@ -89,6 +89,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from feedwise.engine import TrainConfig
+from feedwise.seeds import stream
 from feedwise.errors import FeedwiseError
 from feedwise.feeds.base import UniformFeeder
 from feedwise.progress import progress_bar
@@ -187,7 +188,7 @@ def make_config(batch_size: int, params: dict, optimizer: str, budget: Budget, t
 
 
 def trial_seed(seed: int, point: int) -> int:
-    return seed * 1_000_003 + point
+    return stream(seed, "batch-size trial", point)
 
 
 # ---------------------------------------------------------------------------------- the study

@@ -8,7 +8,7 @@ and the config are the Optuna study's user attributes. Two different studies sha
 fingerprint differs from its name's is refused.
 
 **Points.** Trial ``k`` of a batch size is not "Optuna trial number k" but *point* ``k`` of the
-scrambled Sobol sequence (seed ``seed + B``), with training seed ``seed * 1_000_003 + k``; the
+scrambled Sobol sequence (seed ``seed + B``), with training seed ``stream(seed, "batch-size trial", k)``; the
 point is enqueued (:func:`enqueue_point`, fixed parameters + user attribute ``point``) and the
 trial that pops it trains it. A run asks for the points ``0..N-1`` that no finished
 (COMPLETE/PRUNED) or running trial holds, so after ``--trials N`` the evaluated points are

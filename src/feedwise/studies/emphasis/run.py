@@ -35,6 +35,7 @@ from feedwise.emphasis.methods import DEFAULT_BURN_IN, check_burn_in, check_epsi
 from feedwise.engine import TrainConfig, Trainer
 from feedwise.errors import FeedwiseError
 from feedwise.progress import progress_bar, say
+from feedwise.seeds import stream
 from feedwise.results import StudyDir, TrialDir
 from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
 from feedwise.stats import auroc, top_share
@@ -240,7 +241,7 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
 
 
 # --------------------------------------------------------------------------- tuning
-TUNE_SEED_BASE = 1000   # tuning runs use seeds 1000+k, never the evaluation seeds 0..K-1
+# tuning run k is seeded by stream(0, "emphasis tuning", k) (feedwise.seeds): never an evaluation seed 0..K-1
 
 
 def search_space(method: str, lr: float) -> dict:
@@ -304,7 +305,7 @@ def _tune_method(study: StudyDir, req: EmphasisRequest, workload, data: Dataset,
         p = {}
         for pname, (kind, lo, hi) in space.items():
             p[pname] = trial.suggest_int(pname, lo, hi) if kind == "int" else trial.suggest_float(pname, lo, hi, log=True)
-        seed = TUNE_SEED_BASE + position
+        seed = stream(0, "emphasis tuning", position)
         cfg = replace(req.config, seed=seed, lr=p["lr"])
         rec = run_one(study, workload, data, cfg, method, seed, f"tune-{method}-{position}",
                       p.get("epsilon", req.epsilon), p.get("burn_in", req.burn_in), dev,

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from feedwise.engine import TrainConfig, derive_seed
+from feedwise.engine import TrainConfig
+from feedwise.seeds import derive_seed
 from feedwise.errors import FeedwiseError
 from feedwise.feeds.base import UniformFeeder
 from feedwise.progress import progress_bar, say

@@ -56,6 +56,7 @@ from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
 from feedwise.feeds.base import UniformFeeder
 from feedwise.progress import progress_bar, say
+from feedwise.seeds import stream
 from feedwise.scores import fill_value, get_score
 from feedwise.files import mkdir, read_json, read_npy, read_npz, write_json, write_npy, write_npz
 from feedwise.results import StudyDir, TrialDir
@@ -227,7 +228,7 @@ class SubsetStudy:
 
     # ------------------------------------------------------------------ acquisition
     def _ensemble(self, ens_id: str, train_idx: np.ndarray, pool_idx: np.ndarray, member_prefix: str,
-                  seed_base: int, bar, history: tuple[str, ...] = ()) -> tuple[EnsembleScorer, dict[str, np.ndarray]]:
+                  round_name: str | int, bar, history: tuple[str, ...] = ()) -> tuple[EnsembleScorer, dict[str, np.ndarray]]:
         """Train (or resume) the ensemble ``ens_id`` on ``train_idx``, scoring ``pool_idx``; returns the scorer
         and, for each history acquisition in ``history``, its score of every pool example averaged over the
         models (the pool must then be the training set: each model's own prediction history scores it)."""
@@ -249,7 +250,7 @@ class SubsetStudy:
 
         def run_member(j, streamer):
             trial = self.study.trial(f"{member_prefix}-m{j}")
-            cfg = self._cfg(steps, every, seed_base + j, test=False)
+            cfg = self._cfg(steps, every, stream(self.req.selection_seed, "acquisition", round_name, j), test=False)
             feeder = EmphasisFeeder("uniform") if history else UniformFeeder()  # the same draws
             self._run(trial, data, cfg, self.req.acq_widths, {"role": "acquisition", "ensemble": ens_id,
                                                               "member": j}, callbacks=[streamer], bar=bar,
@@ -317,7 +318,7 @@ class SubsetStudy:
                 return
             all_idx = np.arange(n)
             history = tuple(a for a in acqs if a in HISTORY_ACQUISITIONS)
-            scorer, hist = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", 1000, bar, history=history)
+            scorer, hist = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", "oneshot", bar, history=history)
             for a, f, b in todo:
                 scores = difficulty_scores(hist[a] if a in hist else scorer.scores(a), r.keep, f)
                 sel = select_top(scores, subset_size(f, n), seed=seed, labels=self.labels, balance=b,
@@ -344,7 +345,7 @@ class SubsetStudy:
                         continue
                     pool = np.setdiff1d(np.arange(n), cur)
                     ens_id = f"{a}-{b}-r{rnd}"
-                    scorer, _ = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", 1000 + 100 * rnd, bar)
+                    scorer, _ = self._ensemble(ens_id, cur, pool, f"acq-{ens_id}", rnd, bar)
                     full_scores = np.full(n, -np.inf)
                     full_scores[pool] = difficulty_scores(scorer.scores(a), r.keep, f)
                     sel = select_top(full_scores, subset_size(f, n), seed=seed + rnd, labels=self.labels,
