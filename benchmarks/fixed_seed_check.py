@@ -65,13 +65,13 @@ def run(label: str) -> Path:
         "train-loss": ["train", *common, "--steps", "300", "--eval-every", "25", "--feed", "loss", "--no-stop"],
         "train-stc": ["train", *common, "--steps", "300", "--eval-every", "25", "--feed", "stc", "--no-stop"],
         "flag": ["flag", *common, "--steps", "200", "--eval-every", "25", "--label-noise", "0.2"],
-        "batch-size": ["batch-size", *common, "--batch-sizes", "32,128", "--trials", "3", "--max-steps", "200",
+        "batch-size": ["batch-size", *common, "--batch-sizes", "32,128", "--trials", "3", "--steps", "200",
                        "--ref-batch", "0", "--eval-every", "20", "--target", "0.6", "--optimizer", "momentum"],
         "emphasis": ["emphasis", *common, "--methods", "uniform,spv,wpv", "--seeds", "2", "--steps", "150",
                      "--eval-every", "50", "--batch-size", "32", "--label-noise", "0.2"],
-        "subset": ["subset", *common, "--acquisition", "entropy,random", "--fractions", "0.25,0.5", "--ensemble",
-                   "2x3", "--seeds", "1", "--budget", "steps", "--target-steps", "150", "--acq-steps", "100"],
-        "parallel": ["parallel", *common, "--mode", "sync,local-sgd", "--workers", "1,2", "--steps", "120",
+        "subset": ["subset", *common, "--acquisitions", "entropy,random", "--fractions", "0.25,0.5", "--ensemble",
+                   "2x3", "--seeds", "1", "--budgets", "steps", "--steps", "150", "--acq-steps", "100"],
+        "parallel": ["parallel", *common, "--modes", "sync,local-sgd", "--workers", "1,2", "--steps", "120",
                      "--eval-every", "20", "--target", "0.55", "--batch-size", "64", "--local-steps", "4"],
     }
     out = {}

@@ -105,7 +105,7 @@ def test_two_worker_study_agrees_with_one_process(tmp_path, data_cache):
 
 def test_other_world_size_on_same_out_is_refused(tmp_path, data_cache, capsys):
     args = ["batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000", "--batch-sizes", "64",
-            "--trials", "1", "--target", "0.6", "--max-steps", "20", "--ref-batch", "0", "--eval-every", "10",
+            "--trials", "1", "--target", "0.6", "--steps", "20", "--ref-batch", "0", "--eval-every", "10",
             "--out", str(tmp_path / "o")]
     assert main(args + ["--data-parallel", "2"]) == 0
     capsys.readouterr()

@@ -181,18 +181,18 @@ BAD_BATCH_SIZE = [
     (["--target", "1.5"], "--target"), (["--heartbeat", "-5"], "--heartbeat"), (["--heartbeat", "0"], "--heartbeat"),
     (["--jobs", "0"], "--jobs"), (["--storage-retry", "-1"], "--storage-retry"),
     (["--storage-retry", "nan"], "--storage-retry"), (["--seed", "-1"], "--seed"), (["--trials", "0"], "--trials"),
-    (["--max-steps", "0"], "--max-steps"), (["--eval-every", "-2"], "--eval-every"),
+    (["--steps", "0"], "--steps"), (["--eval-every", "-2"], "--eval-every"),
     (["--min-eval-every", "0"], "--min-eval-every"), (["--ref-batch", "-1"], "--ref-batch"),
     (["--batch-sizes", "0,64"], "batch sizes"), (["--storage", "study.db"], "database URL"),
     (["--space", "SPACE:lr: [1, .inf]\n"], "must be finite"), (["--space", "BYTES"], "cannot read"),
     (["--space", "SPACE:lr: [0.1, x]\n"], "not a number"),
 ]
 BAD_NOISE_SCALE = [
-    (["--max-steps", "0"], "--max-steps"), (["--batch-size", "0"], "--batch-size"),
+    (["--steps", "0"], "--steps"), (["--batch-size", "0"], "--batch-size"),
     (["--batch-size", "-2"], "--batch-size"), (["--b-small", "-4"], "--b-small"), (["--b-big", "0"], "--b-big"),
     (["--measure-every", "0"], "--measure-every"), (["--target", "nan"], "--target"), (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"), (["--momentum", "1"], "--momentum"), (["--seed", "-3"], "--seed"),
-    (["--max-steps", "10", "--measure-every", "50"], "no gradient measurement"),
+    (["--steps", "10", "--measure-every", "50"], "no gradient measurement"),
 ]
 
 

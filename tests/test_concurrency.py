@@ -21,8 +21,8 @@ TINY = ["--num-samples", "2000", "--batch-size", "32", "--threads", "1"]
 COMMANDS = {
     "emphasis": ["emphasis", *TINY, "--methods", "uniform,spv,wpv", "--seeds", "2", "--steps", "60",
                  "--eval-every", "20"],
-    "subset": ["subset", *TINY, "--acquisition", "entropy,random", "--fractions", "0.5", "--ensemble", "2x2",
-               "--seeds", "2", "--budget", "steps", "--target-steps", "40", "--acq-steps", "20"],
+    "subset": ["subset", *TINY, "--acquisitions", "entropy,random", "--fractions", "0.5", "--ensemble", "2x2",
+               "--seeds", "2", "--budgets", "steps", "--steps", "40", "--acq-steps", "20"],
     "train": ["train", *TINY, "--steps", "100", "--eval-every", "20", "--no-stop"],
     "flag": ["flag", *TINY, "--steps", "60", "--eval-every", "20"],
 }

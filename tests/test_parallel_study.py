@@ -16,7 +16,7 @@ TINY = ["--num-samples", "2000", "--steps", "60", "--eval-every", "20", "--batch
 
 def test_parallel_command_layout_resume_and_report(tmp_path, data_cache, capsys):
     out = tmp_path / "par"
-    args = ["parallel", "--mode", "sync,local-sgd,hogwild", "--workers", "1", "--local-steps", "4", *TINY,
+    args = ["parallel", "--modes", "sync,local-sgd,hogwild", "--workers", "1", "--local-steps", "4", *TINY,
             "--threads", "1", "--out", str(out)]
     assert main(args) == 0
     ids = sorted(p.name for p in (out / "trials").iterdir())
@@ -41,9 +41,9 @@ def test_parallel_command_layout_resume_and_report(tmp_path, data_cache, capsys)
     assert main(args) == 0
     assert (out / "trials/sync-w1-s0/trial.json").read_text() == before
     # a different study in the same folder is refused in one line
-    assert main(["parallel", "--mode", "sync", "--workers", "1", *TINY, "--lr", "0.3", "--out", str(out)]) == 2
+    assert main(["parallel", "--modes", "sync", "--workers", "1", *TINY, "--lr", "0.3", "--out", str(out)]) == 2
     assert "holds a different study" in capsys.readouterr().err
-    assert main(["parallel", "--mode", "gossip", "--workers", "1", *TINY, "--out", str(tmp_path / "x")]) == 2
+    assert main(["parallel", "--modes", "gossip", "--workers", "1", *TINY, "--out", str(tmp_path / "x")]) == 2
     assert "unknown mode 'gossip'" in capsys.readouterr().err
 
     from feedwise.studies.scale_out.report import build_sections

@@ -136,11 +136,11 @@ def test_break_even_rule():
 @pytest.mark.parametrize("args,msg", [
     (["--fractions", "0.5,1.5"], "(0, 1]"),
     (["--fractions", "0"], "(0, 1]"),
-    (["--acquisition", "entropy,coreset"], "unknown acquisition"),
+    (["--acquisitions", "entropy,coreset"], "unknown acquisition"),
     (["--ensemble", "4by10"], "ExC"),
     (["--ensemble", "0x3"], "ExC"),
-    (["--balance", "label"], "unknown balance"),
-    (["--budget", "time"], "unknown budget"),
+    (["--balances", "label"], "unknown balance"),
+    (["--budgets", "time"], "unknown budget"),
     (["--workload", "nope"], "unknown workload"),
 ])
 def test_cli_bad_input(args, msg, tmp_path, capsys):
@@ -153,8 +153,8 @@ def test_cli_bad_input(args, msg, tmp_path, capsys):
 
 def test_cli_runs_and_reports(tmp_path, data_cache, capsys):
     out = tmp_path / "cli"
-    argv = ["subset", "--num-samples", "2000", "--acquisition", "bald,random", "--fractions", "0.5",
-            "--ensemble", "1x2", "--budget", "epochs", "--batch-size", "32", "--target-steps", "20",
+    argv = ["subset", "--num-samples", "2000", "--acquisitions", "bald,random", "--fractions", "0.5",
+            "--ensemble", "1x2", "--budgets", "epochs", "--batch-size", "32", "--steps", "20",
             "--acq-steps", "10", "--threads", "1", "--device", "cpu", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out

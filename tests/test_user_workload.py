@@ -68,14 +68,14 @@ def test_user_workload_through_every_study(wl, tmp_path, capsys):
     assert rec["status"] == "reached" and rec["workload"] == spec
     study = json.loads((tmp_path / "t/study.json").read_text())
     assert study["config"]["workload"] == spec and study["config"]["data"]["fingerprint"]
-    assert main(["batch-size", "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--max-steps", "200",
+    assert main(["batch-size", "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--steps", "200",
                  "--ref-batch", "0", "--eval-every", "20", "--out", str(tmp_path / "bs")]) == 0
     assert any(b["steps_to_result"] for b in _summary(tmp_path / "bs")["batch_sizes"])
     assert main(["emphasis", "--workload", spec, "--methods", "uniform,wpv", "--seeds", "2", "--steps", "120",
                  "--eval-every", "40", "--out", str(tmp_path / "em")]) == 0
     assert set(_summary(tmp_path / "em")["methods"]) == {"uniform", "wpv"}
-    assert main(["subset", "--workload", spec, "--acquisition", "entropy,random", "--fractions", "0.5",
-                 "--ensemble", "2x2", "--budget", "steps", "--target-steps", "80", "--acq-steps", "40",
+    assert main(["subset", "--workload", spec, "--acquisitions", "entropy,random", "--fractions", "0.5",
+                 "--ensemble", "2x2", "--budgets", "steps", "--steps", "80", "--acq-steps", "40",
                  "--out", str(tmp_path / "sub")]) == 0
     assert _summary(tmp_path / "sub")["results"]
     assert main(["flag", "--workload", spec, "--label-noise", "0.2", "--steps", "150", "--eval-every", "50",
@@ -111,7 +111,7 @@ def test_function_returning_a_workload_and_own_loss(wl, tmp_path):
 
 def test_user_workload_under_data_parallelism(wl, tmp_path):
     """Spawned DDP workers import the same file by its absolute path."""
-    assert main(["parallel", "--workload", f"{wl}:BLOBS", "--mode", "sync", "--workers", "2", "--steps", "40",
+    assert main(["parallel", "--workload", f"{wl}:BLOBS", "--modes", "sync", "--workers", "2", "--steps", "40",
                  "--eval-every", "20", "--no-stop", "--out", str(tmp_path / "p")]) == 0
     rec = json.loads((tmp_path / "p/trials/sync-w2-s0/trial.json").read_text())
     assert rec["world_size"] == 2 and rec["steps_run"] == 40

@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         previous = _trap_sigint(interrupted)
         parser = build_parser()
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        try:
+            args, extra = parser.parse_known_args(argv)
+            if extra:
+                parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        except SystemExit as e:   # --help, or a mistake argparse reported in one line: its exit code
+            return e.code if isinstance(e.code, int) else EXIT_USER
         started = True
         code = int(args.func(args) or 0)
         if interrupted:   # a Ctrl-C that some library caught and dropped still stops us

@@ -31,7 +31,7 @@ def workload_arg(text: str) -> str:
     return canonical_workload(text)
 
 
-def add_train_args(p: argparse.ArgumentParser, seed: bool = True, feed: bool = True) -> None:
+def add_train_args(p: argparse.ArgumentParser, seed: bool = True, feed: bool = True, stop: bool = True) -> None:
     """The options of one training run; a study that sets the seeds or the feed itself leaves those out
     (an option that is accepted must be used)."""
     p.add_argument("--workload", default="mnist1d-mlp", type=workload_arg,
@@ -48,7 +48,8 @@ def add_train_args(p: argparse.ArgumentParser, seed: bool = True, feed: bool = T
     p.add_argument("--examples", type=int, default=None, help="example budget (overrides --steps)")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the workload's)")
     p.add_argument("--target", type=float, default=None, help="target validation error (default: the workload's)")
-    p.add_argument("--no-stop", action="store_true", help="keep training after reaching the target")
+    if stop:   # studies that train every run for the whole budget leave it out (an accepted option is used)
+        p.add_argument("--no-stop", action="store_true", help="keep training after reaching the target")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of init and data order")
     if feed:
@@ -69,9 +70,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="test split carved from your .npz when it holds no x_test (default 0.2)")
 
 
-def add_run_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+def add_run_args(p: argparse.ArgumentParser, out_required: bool = True,
+                 threads_help: str = "torch threads (default: 1, for the small models here; see the README)") -> None:
     p.add_argument("--out", required=out_required, help="results folder")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1; see docs)")
+    p.add_argument("--threads", type=int, default=None, help=threads_help)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
 
@@ -92,7 +94,7 @@ def train_config(a):
     return get_workload(a.workload).train_config(
         **{k: v for k, v in given.items() if v is not None}, optimizer=a.optimizer, momentum=a.momentum,
         weight_decay=a.weight_decay, schedule=a.schedule, decay_steps=a.decay_steps, end_factor=a.end_factor,
-        max_examples=a.examples, stop_at_target=not a.no_stop, seed=getattr(a, "seed", 0),
+        max_examples=a.examples, stop_at_target=not getattr(a, "no_stop", False), seed=getattr(a, "seed", 0),
     )
 
 

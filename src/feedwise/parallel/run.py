@@ -35,7 +35,7 @@ def check_spec(spec: WorkerSpec) -> None:
         raise FeedwiseError("hogwild runs on CPU shared memory; use --device cpu")
     if spec.mode == "hogwild" and spec.world_size > 1 and make_feeder(spec.feed).wants_observations:
         raise FeedwiseError(f"feed '{spec.feed}' observes every example, which needs the workers to meet every "
-                            "step; Hogwild's do not (use --mode sync or local-sgd)")
+                            "step; Hogwild's do not (use --modes sync or local-sgd)")
 
 
 def _spawned(rank: int, spec: WorkerSpec, data, shared_model, result_path: str) -> None:
@@ -86,7 +86,7 @@ def run_as_torchrun_rank(spec: WorkerSpec, data=None) -> dict | None:
         raise FeedwiseError("not launched by torchrun (RANK/WORLD_SIZE are not set)")
     if spec.mode == "hogwild":
         raise FeedwiseError("hogwild shares memory between processes of one launcher; run it without torchrun "
-                            "(feedwise parallel --mode hogwild --workers N)")
+                            "(feedwise parallel --modes hogwild --workers N)")
     spec = replace(spec, world_size=env.world_size, init_method=None)
     check_spec(spec)
     return train_worker(env.rank, spec, data=data, local_rank=env.local_rank)

@@ -23,7 +23,7 @@ def register(sub) -> None:
                         "an interrupted point is trained again, so a resumed study equals an uninterrupted one")
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "nesterov", "adam"])
     p.add_argument("--target", type=float, default=None, help="target validation error (default: the workload's)")
-    p.add_argument("--max-steps", type=int, default=None,
+    p.add_argument("--steps", dest="max_steps", type=int, default=None,
                    help="step budget per trial at and above --ref-batch (default: the workload's)")
     p.add_argument("--ref-batch", type=int, default=None,
                    help="below this batch size the step budget grows as max_steps*ref/B (default: the workload's "

@@ -129,7 +129,7 @@ class Budget:
         return max(1, self.min_eval_every, int(round(self.eval_every * self.ref_batch / batch_size)))
 
     def validate(self) -> None:
-        for name, v, low in (("--max-steps", self.max_steps, 1), ("--eval-every", self.eval_every, 1),
+        for name, v, low in (("--steps", self.max_steps, 1), ("--eval-every", self.eval_every, 1),
                              ("--min-eval-every", self.min_eval_every, 1), ("--ref-batch", self.ref_batch, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise FeedwiseError(f"{name} must be an integer >= {low}, got {v!r}")

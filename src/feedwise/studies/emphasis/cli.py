@@ -13,7 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("emphasis", help="compare Active Bias sampling/weighting with uniform (paired seeds)",
                        description="Train every method for the same step budget and seeds; test error, paired "
                                    "tests vs uniform (t-test, Wilcoxon, Holm), curves and history diagnostics.")
-    add_train_args(p, seed=False, feed=False)
+    add_train_args(p, seed=False, feed=False, stop=False)
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma-separated: uniform,scan,se,we,sd,wd,spv,wpv,stc,wtc,loss (uniform required)")
     p.add_argument("--seeds", type=int, default=5, help="paired seeds 0..K-1 (init, data order, label noise)")
@@ -32,7 +32,6 @@ def cmd_emphasis(a) -> int:
 
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     cfg = train_config(a)
-    cfg.stop_at_target = False  # same budget for every method: never stop early at the target
     req = EmphasisRequest(workload=a.workload, config=cfg, methods=methods, seeds=a.seeds, epsilon=a.epsilon,
                           burn_in=DEFAULT_BURN_IN if a.burn_in is None else a.burn_in, data=data_options(a),
                           tune=a.tune)

@@ -185,6 +185,8 @@ def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method
 # --------------------------------------------------------------------------- the study
 def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, device: str = "auto",
                    command: list[str] | None = None) -> dict:
+    # the paired design: every method trains the same budget, whatever config the caller passed
+    req = replace(req, config=replace(req.config, stop_at_target=False))
     req.validate()
     workload = get_workload(req.workload)
     n_threads = set_threads(threads)

@@ -19,7 +19,7 @@ def register(sub) -> None:
                                    "data: --workload npz-mlp --data-dir file.npz (arrays x, y); or, without "
                                    "training, what your own model gives: --labels y.npy with --pred-probs P.npy "
                                    "(out-of-sample probabilities) or --history H.pt (a PredictionHistory state).")
-    add_train_args(p, feed=False)
+    add_train_args(p, feed=False, stop=False)
     p.add_argument("--score", default=DEFAULT_SCORE, choices=list(SCORES),
                    help=f"score that ranks flagged.csv (default: {DEFAULT_SCORE}); std and the ensemble scores "
                         "measured badly for flipped labels and print a warning")
@@ -67,7 +67,6 @@ def cmd_flag(a) -> int:
         _print_top_and_issues(s, a.out)
         return 0
     cfg = train_config(a)
-    cfg.stop_at_target = False  # the history needs the whole run
     req = FlagRequest(workload=a.workload, config=cfg, data=data_options(a), score=a.score, ensemble=a.ensemble)
     s = flag_study(req, a.out, threads=a.threads, device=a.device, command=sys.argv)
     te = s.get("test_error")

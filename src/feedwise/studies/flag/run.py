@@ -133,6 +133,7 @@ def _compute_scores(trainer, feeder: EmphasisFeeder, scorer: EnsembleScorer | No
 
 def flag_study(req: FlagRequest, out: str, threads: int | None = None, device: str = "auto",
                command: list[str] | None = None, progress=None) -> dict:
+    req = replace(req, config=replace(req.config, stop_at_target=False))   # the history needs the whole run
     req.validate()
     workload = get_workload(req.workload)
     if workload.dataset == "npz" and req.data.val_fraction is None and req.data.test_fraction is None:

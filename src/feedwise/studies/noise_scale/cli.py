@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--b-small", type=int, default=32, help="small batch of the estimator")
     p.add_argument("--b-big", type=int, default=1024, help="big batch of the estimator (a multiple of --b-small)")
     p.add_argument("--measure-every", type=int, default=50, help="training steps between gradient measurements")
-    p.add_argument("--max-steps", type=int, default=None, help="step budget (default: the workload's)")
+    p.add_argument("--steps", dest="max_steps", type=int, default=None, help="step budget (default: the workload's)")
     p.add_argument("--target", type=float, default=None, help="stop at this validation error (default: the workload's)")
     p.add_argument("--seed", type=int, default=0)
     add_data_args(p)

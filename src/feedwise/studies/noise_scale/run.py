@@ -148,7 +148,7 @@ def resolve_request(req: NoiseScaleRequest) -> TrainConfig:
     if req.b_big <= req.b_small or req.b_big % req.b_small:
         raise FeedwiseError(f"need 0 < b_small < b_big with b_big a multiple of b_small, got {req.b_small}, {req.b_big}")
     batch_size = w.batch_size if req.batch_size is None else _positive_int("--batch-size", req.batch_size)
-    max_steps = w.max_steps if req.max_steps is None else _positive_int("--max-steps", req.max_steps)
+    max_steps = w.max_steps if req.max_steps is None else _positive_int("--steps", req.max_steps)
     lr = w.lr if req.lr is None else _finite("--lr", req.lr)
     if lr <= 0:
         raise FeedwiseError(f"--lr must be positive, got {lr!r}")
@@ -162,7 +162,7 @@ def resolve_request(req: NoiseScaleRequest) -> TrainConfig:
                       max_steps=max_steps, eval_every=req.measure_every, target=target, seed=req.seed,
                       evaluate_test=False)
     if max_steps < req.measure_every:
-        raise FeedwiseError(f"--max-steps {max_steps} is below --measure-every {req.measure_every}: no gradient "
+        raise FeedwiseError(f"--steps {max_steps} is below --measure-every {req.measure_every}: no gradient "
                             f"measurement would be taken")
     return cfg
 
@@ -215,6 +215,6 @@ def run_noise_scale(req: NoiseScaleRequest, out: str | Path, threads: int | None
             "series": [{k: r[k] for k in ("step", "g2", "trace", "b_simple_point", "b_simple_running")} for r in rows],
         }
         if not rows:
-            raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --max-steps")
+            raise FeedwiseError("no gradient measurement was taken: lower --measure-every or raise --steps")
         sd.write_summary(summary)
         return summary

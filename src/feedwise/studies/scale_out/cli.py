@@ -1,7 +1,7 @@
 """`feedwise parallel`: synchronous DDP, local SGD and Hogwild on N workers (scale-out study).
 
-    feedwise parallel --mode sync,local-sgd,hogwild --workers 1,2 --workload mnist1d-mlp --out runs/par
-    torchrun --nproc-per-node 2 -m feedwise.cli parallel --mode sync --out runs/par-torchrun
+    feedwise parallel --modes sync,local-sgd,hogwild --workers 1,2 --workload mnist1d-mlp --out runs/par
+    torchrun --nproc-per-node 2 -m feedwise.cli parallel --modes sync --out runs/par-torchrun
 
 Also provides :func:`add_data_parallel` for ``feedwise train --data-parallel N``.
 """
@@ -18,12 +18,12 @@ def register(sub) -> None:
     s = sub.add_parser("parallel", help="data-parallel training: sync DDP, local SGD, Hogwild on N workers",
                        description="Train one workload on N processes (synchronous DDP with torch.distributed, "
                                    "local SGD, or Hogwild) and record steps-to-result and time-to-result. "
-                                   "Comma-separated --mode/--workers/--seeds/--local-steps run a grid.")
-    add_train_args(s)
-    add_run_args(s)
-    s.add_argument("--mode", default="sync", help="sync | local-sgd | hogwild (comma-separated for several)")
+                                   "Comma-separated --modes/--workers/--seeds/--local-steps run a grid.")
+    add_train_args(s, seed=False)
+    add_run_args(s, threads_help="cores for the whole run (default: all cores; each of N workers gets threads // N)")
+    s.add_argument("--modes", default="sync", help="sync | local-sgd | hogwild (comma-separated for several)")
     s.add_argument("--workers", default="2", help="world sizes, comma-separated (ignored under torchrun)")
-    s.add_argument("--seeds", default=None, help="seeds, comma-separated (default: --seed)")
+    s.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 of every (mode, world size) (default 1)")
     s.add_argument("--local-steps", default="8", help="local SGD: average parameters every H steps (comma list)")
     s.add_argument("--shard", default="strided", choices=["strided", "chunk"],
                    help="rows of each global batch a rank takes: rank::N (strided) or a contiguous chunk")
@@ -35,11 +35,11 @@ def register(sub) -> None:
 def _request(a):
     from feedwise.studies.scale_out.run import ScaleOutRequest
 
-    modes = [m.strip() for m in a.mode.split(",") if m.strip()]
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     return ScaleOutRequest(
         workload=a.workload, config=train_config(a), modes=modes,
         workers=comma_list(a.workers, int, "worker count"),
-        seeds=comma_list(a.seeds, int, "seed") if a.seeds else [a.seed],
+        seeds=list(range(a.seeds)) if getattr(a, "seed", None) is None else [a.seed],
         local_steps=comma_list(a.local_steps, int, "local step count"), feed=a.feed,
         data=data_options(a), shard=a.shard, threads_per_worker=a.threads_per_worker)
 
@@ -72,7 +72,7 @@ def add_data_parallel(parser) -> None:
     def func(a) -> int:
         if getattr(a, "data_parallel", 1) <= 1:
             return plain(a)
-        a.mode, a.workers, a.seeds, a.local_steps, a.shard = "sync", str(a.data_parallel), None, "8", "strided"
+        a.modes, a.workers, a.local_steps, a.shard = "sync", str(a.data_parallel), "8", "strided"
         a.threads_per_worker = None
         return cmd_parallel(a)
 

@@ -15,7 +15,7 @@ def register(sub) -> None:
                                    "and compare with random subsets and full data, with the cost of the search.")
     p.add_argument("--workload", default="mnist1d-mlp", type=workload_arg,
                    help="workload name (see `feedwise workloads`), or your own: file.py:NAME or package.module:NAME")
-    p.add_argument("--acquisition", default="entropy,bald,variation-ratio,margin,random",
+    p.add_argument("--acquisitions", default="entropy,bald,variation-ratio,margin,random",
                    help="comma list of entropy, bald, variation-ratio, margin, random (ensemble) and, one-shot "
                         "only, history-variance, history-closeness, history-hard (the acquisition models' own "
                         "Active Bias prediction history)")
@@ -23,14 +23,15 @@ def register(sub) -> None:
     p.add_argument("--ensemble", default="4x10", help="ExC: E acquisition models x C checkpoints each")
     p.add_argument("--schedule", default="one-shot", choices=["one-shot", "build-up"])
     p.add_argument("--seeds", type=int, default=1, help="target-model seeds 0..K-1")
-    p.add_argument("--balance", default="none", help="none | class | none,class (class: proportional per class)")
-    p.add_argument("--budget", default="steps,epochs",
+    p.add_argument("--balances", default="none", help="none | class | none,class (class: proportional per class)")
+    p.add_argument("--budgets", default="steps,epochs",
                    help="target budget rule(s): steps (full-data steps) | epochs (full-data epochs over the subset)")
     p.add_argument("--batch-size", type=int, default=None, help="examples per step (default: the workload's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate, momentum 0.9 (default: the workload's)")
-    p.add_argument("--target-steps", type=int, default=None, help="full-data step budget of the target model")
+    p.add_argument("--steps", dest="target_steps", type=int, default=None,
+                   help="full-data step budget of the target model (default: the workload's)")
     p.add_argument("--acq-steps", type=int, default=None, help="step budget of each acquisition model "
-                                                               "(default: half of --target-steps)")
+                                                               "(default: half of --steps)")
     p.add_argument("--acq-widths", default=None, help="hidden widths of the acquisition MLP, e.g. 128,128")
     p.add_argument("--target-widths", default=None, help="hidden widths of the target MLP")
     p.add_argument("--initial-fraction", type=float, default=None,
@@ -51,9 +52,9 @@ def request_from_args(a):
     from feedwise.studies.subset.run import SubsetRequest
 
     return SubsetRequest(
-        workload=a.workload, acquisitions=_list(a.acquisition, what="acquisition"),
+        workload=a.workload, acquisitions=_list(a.acquisitions, what="acquisition"),
         fractions=_list(a.fractions, float, "fraction"), ensemble=a.ensemble, schedule=a.schedule, seeds=a.seeds,
-        balances=_list(a.balance, what="balance"), budgets=_list(a.budget, what="budget rule"),
+        balances=_list(a.balances, what="balance"), budgets=_list(a.budgets, what="budget rule"),
         batch_size=a.batch_size, lr=a.lr, target_steps=a.target_steps, acq_steps=a.acq_steps,
         acq_widths=_list(a.acq_widths, int, "width") if a.acq_widths else None,
         target_widths=_list(a.target_widths, int, "width") if a.target_widths else None,

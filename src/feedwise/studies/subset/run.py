@@ -140,7 +140,7 @@ class SubsetRequest:
             raise FeedwiseError(f"unknown --keep '{self.keep}' (known: {', '.join(KEEPS)})")
         if not (self.tolerance >= 0):
             raise FeedwiseError(f"--tolerance must be >= 0, got {self.tolerance}")
-        for name, v in (("--target-steps", self.target_steps), ("--acq-steps", self.acq_steps),
+        for name, v in (("--steps", self.target_steps), ("--acq-steps", self.acq_steps),
                         ("--batch-size", self.batch_size)):
             if v is not None and v < 1:
                 raise FeedwiseError(f"{name} must be positive, got {v}")
