@@ -146,3 +146,56 @@ def test_the_report_never_reaches_the_engine():
         todo.extend(g.get(m, ()))
     reached = sorted(m for m in seen if m.startswith(("feedwise.engine", "feedwise.parallel", "feedwise.feeds")))
     assert not reached, f"the report imports the engine: {reached}"
+
+
+# --------------------------------------------------------------------------- the README's layout
+LAYOUT_BEGIN, LAYOUT_END = "<!-- layout:begin", "<!-- layout:end -->"
+ROLES = {
+    "feedwise": "cli, options and demo on top; the one engine; config, seeds, results, files, stats below",
+    "feedwise.data": "datasets in memory or read lazily, label noise, the options that define a study's data",
+    "feedwise.scores": "per-example scores shared by emphasis, acquisition and flagging",
+    "feedwise.emphasis": "Active Bias for any loop: prediction history, methods, sampler",
+    "feedwise.subset": "ensemble acquisition: streaming scorer, checkpoint ensembles, selection",
+    "feedwise.feeds": "feeders (which examples, what weights) and their registry",
+    "feedwise.parallel": "strategies of the engine's loop: sync DDP, local SGD, Hogwild; launching; alpha-beta model",
+    "feedwise.report": "the page (page.py) and the blocks every study's report part uses",
+    "feedwise.studies": "the STUDIES registry and shared plumbing; below, one home per study",
+}
+
+
+def layout_text() -> str:
+    """The package layout with each module's line count, as the README shows it."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for name, path in modules().items():
+        if path.name == "__init__.py":
+            continue
+        pkg, mod = name.rsplit(".", 1)
+        groups.setdefault(pkg, []).append((mod, len(path.read_text().splitlines())))
+    lines = ["```"]
+    for pkg in sorted(groups, key=lambda p: (p != "feedwise", p)):
+        mods = sorted(groups[pkg])
+        role = ROLES.get(pkg) or f"the {pkg.rsplit('.', 1)[1].replace('_', '-')} study"
+        lines.append(f"{pkg.replace('feedwise', 'src/feedwise', 1).replace('.', '/')}/   # {role}")
+        lines.append("    " + "  ".join(f"{m}.py {n}" for m, n in mods))
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def test_the_readme_layout_is_the_code():
+    readme = (SRC.parent / "README.md").read_text()
+    begin = readme.index(LAYOUT_BEGIN)
+    block = readme[readme.index("\n", begin) + 1:readme.index(LAYOUT_END)].strip()
+    assert block == layout_text(), ("README's layout is stale: run python tests/test_architecture.py --write")
+
+
+if __name__ == "__main__":   # python tests/test_architecture.py --write: refresh the README's layout block
+    import sys
+
+    if "--write" in sys.argv:
+        path = SRC.parent / "README.md"
+        text = path.read_text()
+        begin = text.index(LAYOUT_BEGIN)
+        start, end = text.index("\n", begin) + 1, text.index(LAYOUT_END)
+        path.write_text(text[:start] + layout_text() + "\n" + text[end:])
+    else:
+        print(layout_text())
