@@ -12,6 +12,7 @@ uninterrupted one plus those of its interrupted attempts (``pruning.examples_unf
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 import statistics
 from pathlib import Path
 
@@ -21,13 +22,76 @@ from feedwise.studies.batch_size import scaling
 KIND = "batch-size"
 FINISHED = ("reached", "budget", "pruned", "diverged")
 
+
+@dataclass
+class BatchSizeEntry:
+    """What the trials of one batch size add up to (one entry of ``summary.json["batch_sizes"]``)."""
+
+    batch_size: int
+    steps_to_result: int | None = None
+    best_trial: str | None = None
+    best_point: int | None = None
+    best_hparams: dict | None = None
+    best_lr: float | None = None
+    best_momentum: float | None = None
+    best_effective_lr: float | None = None
+    trials: int = 0
+    trials_by_status: dict = field(default_factory=dict)
+    examples_processed: int = 0
+    examples_unpruned: int = 0
+    budget_steps: int | None = None
+    eval_every: int | None = None
+    points: set = field(default_factory=set)             # the Sobol points of its finished trials
+    seconds_per_step: list = field(default_factory=list)  # of its finished trials (training time)
+    best_order: tuple = (math.inf,)                       # tie-break of trials reaching at the same step
+
+    def add(self, tid: str, rec: dict, step: int | None, optimizer: str) -> None:
+        """Count one trial: ``step`` is its first evaluation below the target (None: never)."""
+        b = self.batch_size
+        status = rec.get("status", "running")
+        if status in FINISHED and rec.get("wall_s") is not None and rec.get("steps_run"):
+            self.seconds_per_step.append(float(rec["wall_s"]) / int(rec["steps_run"]))
+        self.trials += 1
+        self.trials_by_status[status] = self.trials_by_status.get(status, 0) + 1
+        examples = int(rec["examples"])
+        self.examples_processed += examples
+        bsteps = int(rec.get("budget", {}).get("steps") or 0)
+        self.budget_steps = bsteps
+        self.eval_every = rec.get("budget", {}).get("eval_every")
+        if status in FINISHED:
+            self.examples_unpruned += scaling.unpruned_examples(status, examples, bsteps, b)
+            self.points.add(_point(tid, rec))
+        else:  # a killed trial: count what it spent on both sides
+            self.examples_unpruned += examples
+        if step is not None and (self.steps_to_result is None or step < self.steps_to_result
+                                 or (step == self.steps_to_result and _order(tid, rec) < self.best_order)):
+            h = rec.get("hparams", {})
+            self.steps_to_result, self.best_trial, self.best_point = step, tid, _point(tid, rec)
+            self.best_order = _order(tid, rec)
+            self.best_hparams = {**h, **{"search": rec.get("search_params")}}
+            self.best_lr = h.get("lr")
+            self.best_momentum = h.get("momentum", 0.0 if optimizer == "sgd" else None)
+            self.best_effective_lr = scaling.effective_lr(h.get("lr"), h.get("momentum"), optimizer)
+
+    def finish(self, regimes: dict, world: int, times: dict) -> dict:
+        """The entry as written to summary.json."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("points", "seconds_per_step", "best_order")}
+        s, b = self.steps_to_result, self.batch_size
+        sps = statistics.median(self.seconds_per_step) if self.seconds_per_step else None
+        d.update(points=sorted(self.points), regime=regimes["by_batch_size"].get(b),
+                 examples_to_result=s * b if s is not None else None, world_size=world, s_per_step=sps,
+                 time_to_result_s=times.get(self.best_trial) if self.best_trial is not None else None,
+                 time_to_result_model_s=s * sps if s is not None and sps is not None else None)
+        return d
+
+
 def summarize(sd: StudyDir | str | Path) -> dict:
     """summary.json from the files only (study.json + trials/), so it can always be recomputed."""
     sd = sd if isinstance(sd, StudyDir) else StudyDir(sd)
     study = read_json(sd.study_path)
     cfg = study["config"]
     target, optimizer = cfg["target"], cfg["optimizer"]
-    per: dict[int, dict] = {}
+    per: dict[int, BatchSizeEntry] = {}
     records = []
     times: dict[str, float | None] = {}
     for td in sd.trials():
@@ -41,35 +105,8 @@ def summarize(sd: StudyDir | str | Path) -> dict:
         records.append((b, td.id, rec, s))
     world = int(cfg.get("data_parallel", 1))
     for b, tid, rec, s in records:
-        e = per.setdefault(b, {"batch_size": b, "steps_to_result": None, "best_trial": None, "best_point": None,
-                               "best_hparams": None,
-                               "best_lr": None, "best_momentum": None, "best_effective_lr": None,
-                               "trials": 0, "trials_by_status": {}, "examples_processed": 0,
-                               "examples_unpruned": 0, "budget_steps": None, "eval_every": None})
-        status = rec.get("status", "running")
-        if status in FINISHED and rec.get("wall_s") is not None and rec.get("steps_run"):
-            e.setdefault("_sps", []).append(float(rec["wall_s"]) / int(rec["steps_run"]))
-        e["trials"] += 1
-        e["trials_by_status"][status] = e["trials_by_status"].get(status, 0) + 1
-        examples = int(rec["examples"])
-        e["examples_processed"] += examples
-        bsteps = int(rec.get("budget", {}).get("steps") or 0)
-        e["budget_steps"] = bsteps
-        e["eval_every"] = rec.get("budget", {}).get("eval_every")
-        if status in FINISHED:
-            e["examples_unpruned"] += scaling.unpruned_examples(status, examples, bsteps, b)
-        else:  # a killed trial: count what it spent on both sides
-            e["examples_unpruned"] += examples
-        if status in FINISHED:
-            e.setdefault("_points", set()).add(_point(tid, rec))
-        if s is not None and (e["steps_to_result"] is None or s < e["steps_to_result"]
-                              or (s == e["steps_to_result"] and _order(tid, rec) < e["_best_order"])):
-            h = rec.get("hparams", {})
-            e.update(steps_to_result=s, best_trial=tid, best_point=_point(tid, rec), _best_order=_order(tid, rec),
-                     best_hparams={**h, **{"search": rec.get("search_params")}},
-                     best_lr=h.get("lr"), best_momentum=h.get("momentum", 0.0 if optimizer == "sgd" else None),
-                     best_effective_lr=scaling.effective_lr(h.get("lr"), h.get("momentum"), optimizer))
-    curve = {b: per[b]["steps_to_result"] for b in sorted(per)}
+        per.setdefault(b, BatchSizeEntry(b)).add(tid, rec, s, optimizer)
+    curve = {b: per[b].steps_to_result for b in sorted(per)}
     reg = scaling.regimes(curve)
     knee = scaling.fit_knee(curve)
     savings = scaling.pruning_savings(
@@ -85,20 +122,9 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     savings.update(unfinished_trials=len(unfinished), examples_unfinished=extra,
                    unfinished_rule="interrupted trials count the examples up to their last evaluation (a lower "
                                    "bound), on both sides: processed and unpruned")
-    for b, e in per.items():
-        e["points"] = sorted(e.pop("_points", set()))
-        e.pop("_best_order", None)
-        e["regime"] = reg["by_batch_size"].get(b)
-        e["examples_to_result"] = e["steps_to_result"] * b if e["steps_to_result"] is not None else None
-        sps = e.pop("_sps", [])
-        e["world_size"] = world
-        e["s_per_step"] = statistics.median(sps) if sps else None
-        e["time_to_result_s"] = times.get(e["best_trial"]) if e["best_trial"] is not None else None
-        e["time_to_result_model_s"] = (e["steps_to_result"] * e["s_per_step"]
-                                       if e["steps_to_result"] is not None and e["s_per_step"] is not None else None)
     return {"kind": KIND, "workload": cfg["workload"], "optimizer": optimizer, "target": target,
             "world_size": world,
-            "batch_sizes": [per[b] for b in sorted(per)],
+            "batch_sizes": [per[b].finish(reg, world, times) for b in sorted(per)],
             "curve": {str(b): s for b, s in curve.items()},
             "regimes": reg, "knee": knee, "pruning": savings,
             "definition": "steps_to_result(B) = min over trials of B of the first eval step with val_error < target",
