@@ -39,7 +39,6 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch
 
 from feedwise.data.noise import add_label_noise
 from feedwise.errors import FeedwiseError
+from feedwise.files import write_npz
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 MAX_CLASSES = 100_000          # more classes than this is taken for a mistake (a label of 10^9 ...)
@@ -180,11 +180,7 @@ def _mnist1d_raw(num_samples: int = 60_000, seed: int = 42, **_) -> tuple:
         "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    write_npz(path, **arrays)   # atomic, with the mode a plain open gives (shared caches stay readable)
     return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
 
 
