@@ -167,6 +167,7 @@ def _say(line: str) -> None:
 
 
 def _fail(message: str) -> int:
+    message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())   # always one line
     _say(f"feedwise: error: {message}")
     return EXIT_USER
 
