@@ -65,5 +65,5 @@ def test_study_auto_keeps_easy_small_and_hard_large(tmp_path, data_cache):
 
 
 def test_cli_rejects_bad_keep(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["subset", "--keep", "middle", "--out", str(tmp_path / "x")])
+    assert main(["subset", "--keep", "middle", "--out", str(tmp_path / "x")]) == 2
+    assert "invalid choice: 'middle'" in capsys.readouterr().err
