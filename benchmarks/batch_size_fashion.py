@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from batch_size_mnist1d import _total_wall, independent_check  # noqa: E402
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study, summarize  # noqa: E402
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study, summarize  # noqa: E402
 
 NAME = "batch_size_fashion_momentum"
 BATCH_SIZES = [16, 64, 256, 1024]
@@ -54,7 +54,7 @@ def main() -> int:
     res_dir = ROOT / "benchmarks" / "results"
     assets = res_dir / NAME
     assets.mkdir(parents=True, exist_ok=True)
-    from feedwise.report.batch_size import build_sections
+    from feedwise.studies.batch_size.report import build_sections
     res["plots"] = [str(p.relative_to(ROOT)) for s in build_sections(out, assets) for p in s.images]
     (res_dir / f"{NAME}.json").write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps({"curve": summary["curve"], "regimes": summary["regimes"]["by_batch_size"],

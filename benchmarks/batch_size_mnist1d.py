@@ -31,7 +31,7 @@ os.environ.setdefault("FEEDWISE_QUIET", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study, summarize  # noqa: E402
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study, summarize  # noqa: E402
 
 BATCH_SIZES = [16, 64, 256, 1024, 4096]
 TRIALS = 10
@@ -98,7 +98,7 @@ def main() -> int:
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     try:
-        from feedwise.report.batch_size import build_sections
+        from feedwise.studies.batch_size.report import build_sections
         assets = res_dir / name
         assets.mkdir(exist_ok=True)
         secs = build_sections(out, assets)

@@ -28,7 +28,7 @@ os.environ.setdefault("FEEDWISE_QUIET", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from feedwise.studies.noise_scale import NoiseScaleRequest, run_noise_scale  # noqa: E402
+from feedwise.studies.noise_scale.run import NoiseScaleRequest, run_noise_scale  # noqa: E402
 
 
 def main() -> int:
@@ -69,11 +69,11 @@ def main() -> int:
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     try:
-        from feedwise.report.batch_size import build_sections
+        from feedwise.studies.batch_size.report import build_sections
         assets = res_dir / "batch_size_noise_scale"
         assets.mkdir(exist_ok=True)
         res["plots"] = [str(p.relative_to(ROOT)) for sec in build_sections(out, assets) for p in sec.images]
-        from feedwise.report.batch_size import build_overlay
+        from feedwise.studies.batch_size.report import build_overlay
         sweeps = [ROOT / "runs" / "bench" / f"batch_size_mnist1d_{o}" for o in ("momentum", "sgd")]
         sweeps = [d for d in sweeps if (d / "summary.json").exists()]
         if len(sweeps) > 1:  # momentum vs SGD on the same axes, with the noise-scale prediction

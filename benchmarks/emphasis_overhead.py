@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from feedwise.engine import TrainConfig, Trainer  # noqa: E402
-from feedwise.emphasis.feeders import EmphasisFeeder  # noqa: E402
-from feedwise.feeders import make_feeder  # noqa: E402
+from feedwise.feeds.emphasis import EmphasisFeeder  # noqa: E402
+from feedwise.feeds import make_feeder  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 CHUNK, ROUNDS, THREADS = 100, int(os.environ.get("ROUNDS", 30)), int(os.environ.get("THREADS", 1))

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from feedwise.engine import TrainConfig  # noqa: E402
-from feedwise.studies.emphasis import DEFAULT_METHODS, EmphasisRequest, emphasis_study  # noqa: E402
-from feedwise.studies.train import DataOptions  # noqa: E402
+from feedwise.studies.emphasis.run import DEFAULT_METHODS, EmphasisRequest, emphasis_study  # noqa: E402
+from feedwise.studies.train.run import DataOptions  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 SCALE = {
@@ -69,7 +69,7 @@ def main() -> None:
     res.mkdir(parents=True, exist_ok=True)
     (res / f"emphasis_{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     try:  # the report's pictures, when the report module is there
-        from feedwise.report.emphasis import build_sections
+        from feedwise.studies.emphasis.report import build_sections
         assets = res / f"emphasis_{tag}"
         shutil.rmtree(assets, ignore_errors=True)
         assets.mkdir()

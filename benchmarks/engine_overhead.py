@@ -19,7 +19,6 @@ round and reported as median and quartiles. Output: benchmarks/results/engine_ov
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time

@@ -25,8 +25,8 @@ os.environ.setdefault("FEEDWISE_QUIET", "1")
 
 from feedwise.engine import TrainConfig  # noqa: E402
 from feedwise.results import write_json  # noqa: E402
-from feedwise.studies.flag import SCORES, FlagRequest, flag_study  # noqa: E402
-from feedwise.studies.train import DataOptions  # noqa: E402
+from feedwise.studies.flag.run import SCORES, FlagRequest, flag_study  # noqa: E402
+from feedwise.studies.train.run import DataOptions  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 SEEDS = [int(s) for s in os.environ.get("FLAG_SEEDS", "0,1,2,3,4").split(",")]

@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 from feedwise.engine import TrainConfig, Trainer  # noqa: E402
-from feedwise.report.scale_out import plot_projection, plot_results  # noqa: E402
+from feedwise.studies.scale_out.report import plot_projection, plot_results  # noqa: E402
 from feedwise.results import StudyDir, write_json  # noqa: E402
-from feedwise.studies.scale_out import ScaleOutRequest, scale_out_study  # noqa: E402
+from feedwise.studies.scale_out.run import ScaleOutRequest, scale_out_study  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from feedwise.results import read_json, write_json  # noqa: E402
-from feedwise.studies.subset import SubsetRequest, run_subset_study, subset_name  # noqa: E402
-from feedwise.studies.train import DataOptions  # noqa: E402
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study, subset_name  # noqa: E402
+from feedwise.studies.train.run import DataOptions  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 NOISES = (0.0, 0.2)

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from feedwise.results import write_json  # noqa: E402
-from feedwise.studies.subset import SubsetRequest, run_subset_study  # noqa: E402
-from feedwise.studies.train import DataOptions  # noqa: E402
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study  # noqa: E402
+from feedwise.studies.train.run import DataOptions  # noqa: E402
 
 PROTOCOLS = {
     "mnist1d-mlp": dict(target_steps=3000, acq_steps=1500, ensemble="4x5", seeds=2),
@@ -119,7 +119,7 @@ def main() -> None:
                                        "tie_filled")} for r in summary["results"]],
     }
     try:
-        from feedwise.report.subset import plot_cost, plot_error_grid
+        from feedwise.studies.subset.report import plot_cost, plot_error_grid
         tag = a.workload.split("-")[0] + suffix
         imgs = [plot_error_grid(summary, res / f"subset_study_{tag}_error.png", dpi=60).name]
         p = plot_cost(summary, res / f"subset_study_{tag}_cost.png", dpi=60)

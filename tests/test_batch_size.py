@@ -13,9 +13,9 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.studies.batch_size import (BatchSizeRequest, Budget, load_space_file, resolve_space,
+from feedwise.studies.batch_size.run import (BatchSizeRequest, Budget, load_space_file, resolve_space,
                                          run_batch_size_study, summarize)
-from feedwise.studies.train import DataOptions
+from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 TINY = DataOptions(num_samples=2000)
@@ -157,7 +157,7 @@ def kill_args(tmp_path: Path, out: Path) -> list[str]:
     space = tmp_path / "space.yaml"
     space.write_text(SPACE_YAML)   # exponents without a dot: PyYAML reads them as strings
     return ["batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000", "--batch-sizes", "128",
-            "--trials", "4", "--target", "0.55", "--max-steps", "400", "--ref-batch", "0", "--eval-every", "20",
+            "--trials", "4", "--target", "0.55", "--steps", "400", "--ref-batch", "0", "--eval-every", "20",
             "--space", str(space), "--seed", "3", "--threads", "1", "--heartbeat", "1", "--out", str(out)]
 
 
@@ -245,7 +245,7 @@ def test_two_workers_share_one_study(tmp_path, data_cache):
     """A worker process and this test process share one study through the SQLite storage."""
     out = tmp_path / "shared"
     cmd = [sys.executable, "-m", "feedwise.cli", "batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000",
-           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--max-steps", "500", "--ref-batch", "0",
+           "--batch-sizes", "32", "--trials", "4", "--target", "0.01", "--steps", "500", "--ref-batch", "0",
            "--eval-every", "50", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "FEEDWISE_QUIET": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     other = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

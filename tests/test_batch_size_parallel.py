@@ -8,9 +8,9 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.report.batch_size import build_overlay, build_sections
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study, summarize
-from feedwise.studies.train import DataOptions
+from feedwise.studies.batch_size.report import build_overlay, build_sections
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study, summarize
+from feedwise.studies.train.run import DataOptions
 
 # lr is the only tuned parameter. The Sobol points of seed 3 (3 + 64 for B = 64) are lr 0.259,
 # 2.1e-4 and 1.6e-5 (known before any training, on any CPU): point 0 reaches the target in about
@@ -105,7 +105,7 @@ def test_two_worker_study_agrees_with_one_process(tmp_path, data_cache):
 
 def test_other_world_size_on_same_out_is_refused(tmp_path, data_cache, capsys):
     args = ["batch-size", "--workload", "mnist1d-mlp", "--num-samples", "2000", "--batch-sizes", "64",
-            "--trials", "1", "--target", "0.6", "--max-steps", "20", "--ref-batch", "0", "--eval-every", "10",
+            "--trials", "1", "--target", "0.6", "--steps", "20", "--ref-batch", "0", "--eval-every", "10",
             "--out", str(tmp_path / "o")]
     assert main(args + ["--data-parallel", "2"]) == 0
     capsys.readouterr()

@@ -5,11 +5,12 @@ import json
 import pytest
 
 from feedwise.cli import main
-from feedwise.report.batch_size import build_overlay, build_sections
+from feedwise.studies.batch_size.report import build_overlay, build_sections
+from feedwise.studies.noise_scale.report import build_sections as noise_sections
 from feedwise.results import StudyDir
-from feedwise.studies.batch_size import summarize
-from feedwise.studies.noise_scale import NoiseScaleRequest, gradient_norms, run_noise_scale
-from feedwise.studies.train import DataOptions
+from feedwise.studies.batch_size.run import summarize
+from feedwise.studies.noise_scale.run import NoiseScaleRequest, gradient_norms, run_noise_scale
+from feedwise.studies.train.run import DataOptions
 
 
 def fake_study(root, optimizer, curves, data=None):
@@ -86,7 +87,7 @@ def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
     tr = sum(r["trace"] for r in s["series"]) / 5
     assert s["b_simple"] == pytest.approx(tr / g2)
     assert json.loads((tmp_path / "ns" / "summary.json").read_text())["b_simple"] == pytest.approx(s["b_simple"])
-    sec = build_sections(tmp_path / "ns", tmp_path / "assets")
+    sec = noise_sections(tmp_path / "ns", tmp_path / "assets")
     assert sec[0].kind == "noise-scale" and sec[0].images[0].exists()
     # resume: the finished run is not repeated
     assert run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu") == json.loads(
@@ -155,7 +156,7 @@ def test_batch_size_report_only_quotes_its_own_noise_scale_study_and_skips_what_
 
 
 def test_knee_line_is_in_the_legend(tmp_path, monkeypatch):
-    import feedwise.report.batch_size as rb
+    import feedwise.studies.batch_size.report as rb
 
     figs = []
     monkeypatch.setattr(rb, "save", lambda fig, path, dpi=None: figs.append(fig) or path)
@@ -172,7 +173,7 @@ def test_knee_line_is_in_the_legend(tmp_path, monkeypatch):
 
 
 def test_overlaying_folders_of_different_targets_or_workloads_warns_on_the_page_and_in_markdown(tmp_path):
-    from feedwise.report.html import build_report
+    from feedwise.report.page import build_report
 
     curves = {16: [(0.01, 0.9, [0.5, 0.1], "reached")], 64: [(0.04, 0.9, [0.1], "reached")]}
     fake_study(tmp_path / "same" / "a", "momentum", curves)

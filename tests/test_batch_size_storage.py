@@ -9,11 +9,11 @@ import pytest
 
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
-from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study
-from feedwise.studies.batch_size_storage import normalize_url, redact, redact_command, redact_text
-from feedwise.studies.batch_size_trials import fingerprint, study_name
-from feedwise.studies.search_space import load_space_file, resolve_space
-from feedwise.studies.train import DataOptions
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+from feedwise.studies.batch_size.storage import normalize_url, redact, redact_command, redact_text
+from feedwise.studies.batch_size.trials import fingerprint, study_name
+from feedwise.studies.batch_size.search_space import load_space_file, resolve_space
+from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 SPACE = {"lr": [0.05, 0.3], "one_minus_momentum": [0.05, 0.3], "end_factor": 1.0, "decay_fraction": 1.0}
@@ -181,18 +181,18 @@ BAD_BATCH_SIZE = [
     (["--target", "1.5"], "--target"), (["--heartbeat", "-5"], "--heartbeat"), (["--heartbeat", "0"], "--heartbeat"),
     (["--jobs", "0"], "--jobs"), (["--storage-retry", "-1"], "--storage-retry"),
     (["--storage-retry", "nan"], "--storage-retry"), (["--seed", "-1"], "--seed"), (["--trials", "0"], "--trials"),
-    (["--max-steps", "0"], "--max-steps"), (["--eval-every", "-2"], "--eval-every"),
+    (["--steps", "0"], "--steps"), (["--eval-every", "-2"], "--eval-every"),
     (["--min-eval-every", "0"], "--min-eval-every"), (["--ref-batch", "-1"], "--ref-batch"),
     (["--batch-sizes", "0,64"], "batch sizes"), (["--storage", "study.db"], "database URL"),
     (["--space", "SPACE:lr: [1, .inf]\n"], "must be finite"), (["--space", "BYTES"], "cannot read"),
     (["--space", "SPACE:lr: [0.1, x]\n"], "not a number"),
 ]
 BAD_NOISE_SCALE = [
-    (["--max-steps", "0"], "--max-steps"), (["--batch-size", "0"], "--batch-size"),
+    (["--steps", "0"], "--steps"), (["--batch-size", "0"], "--batch-size"),
     (["--batch-size", "-2"], "--batch-size"), (["--b-small", "-4"], "--b-small"), (["--b-big", "0"], "--b-big"),
     (["--measure-every", "0"], "--measure-every"), (["--target", "nan"], "--target"), (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"), (["--momentum", "1"], "--momentum"), (["--seed", "-3"], "--seed"),
-    (["--max-steps", "10", "--measure-every", "50"], "no gradient measurement"),
+    (["--steps", "10", "--measure-every", "50"], "no gradient measurement"),
 ]
 
 
@@ -240,8 +240,8 @@ def test_threads_never_pop_the_same_point_twice(tmp_path, data_cache):
     (FolderClash / 'Cannot tell a COMPLETE trial'). Each run must train points 0..N-1 exactly once."""
     import json
 
-    from feedwise.studies.batch_size import BatchSizeRequest, Budget, run_batch_size_study
-    from feedwise.studies.train import DataOptions
+    from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+    from feedwise.studies.train.run import DataOptions
 
     for i in range(4):
         req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32, 128], trials=2, optimizer="momentum",

@@ -21,8 +21,8 @@ TINY = ["--num-samples", "2000", "--batch-size", "32", "--threads", "1"]
 COMMANDS = {
     "emphasis": ["emphasis", *TINY, "--methods", "uniform,spv,wpv", "--seeds", "2", "--steps", "60",
                  "--eval-every", "20"],
-    "subset": ["subset", *TINY, "--acquisition", "entropy,random", "--fractions", "0.5", "--ensemble", "2x2",
-               "--seeds", "2", "--budget", "steps", "--target-steps", "40", "--acq-steps", "20"],
+    "subset": ["subset", *TINY, "--acquisitions", "entropy,random", "--fractions", "0.5", "--ensemble", "2x2",
+               "--seeds", "2", "--budgets", "steps", "--steps", "40", "--acq-steps", "20"],
     "train": ["train", *TINY, "--steps", "100", "--eval-every", "20", "--no-stop"],
     "flag": ["flag", *TINY, "--steps", "60", "--eval-every", "20"],
 }
@@ -30,7 +30,10 @@ COMMANDS = {
 RUNNER = textwrap.dedent("""
     import os, sys
     import feedwise.studies.common as common
-    from feedwise.studies import emphasis, flag, subset, train
+    from feedwise.studies.emphasis import run as emphasis
+    from feedwise.studies.flag import run as flag
+    from feedwise.studies.subset import run as subset
+    from feedwise.studies.train import run as train
     orig = common.run_trial
     def logged(trial, *a, **k):
         with open(os.environ["RUN_LOG"], "a") as f:
@@ -123,7 +126,7 @@ def uninterrupted(tmp_path_factory, data_cache):
 
 def _interrupt(monkeypatch, target: str, when: str):
     """Ctrl-C in tuning trial ``target``: ``during`` its training, or ``after`` its trial.json is written."""
-    from feedwise.studies import emphasis
+    from feedwise.studies.emphasis import run as emphasis
 
     trained = []
     orig_run, orig_one = emphasis.run_trial, emphasis.run_one

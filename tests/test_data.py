@@ -1,4 +1,3 @@
-import gzip
 
 import numpy as np
 import pytest
@@ -249,7 +248,7 @@ def test_fingerprint_is_the_content_of_the_files_read(tmp_path, xy, idx_folder, 
 
 
 def test_data_options_are_absolute_and_checked(tmp_path, monkeypatch, xy):
-    from feedwise.studies.train import DataOptions
+    from feedwise.studies.train.run import DataOptions
 
     monkeypatch.chdir(tmp_path)
     p = _npz(tmp_path / "digits.npz", x=xy[0], y=xy[1])
@@ -283,3 +282,34 @@ def test_resume_follows_the_file_not_its_spelling(tmp_path, monkeypatch, xy, cap
     assert main([*run, "--data-dir", "digits.npz"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a different study (data.fingerprint" in err[0]
+
+
+def test_npz_images_train_a_cnn_with_stated_splits(tmp_path, capsys):
+    """N x H x W uint8 images: scaled, standardised, given a channel axis; npz-cnn trains on them;
+    --val-fraction and --test-fraction set the splits."""
+    import json
+
+    from feedwise.cli import main
+    from feedwise.workloads import get_workload
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 500)
+    x = rng.integers(0, 60, (500, 12, 12)).astype(np.uint8)
+    for k in range(3):                              # class k: a bright 4x4 patch in column block k
+        x[y == k, 4:8, 4 * k:4 * k + 4] += 150
+    np.savez(tmp_path / "img.npz", x=x, y=y)
+    d = get_workload("npz-cnn").load(data_dir=str(tmp_path / "img.npz"), val_fraction=0.2, test_fraction=0.1)
+    assert d.input_shape == (1, 12, 12) and d.num_train + len(d.y_val) == 450 and len(d.y_test) == 50
+    assert abs(float(d.x_train.mean())) < 0.05 and abs(float(d.x_train.std()) - 1) < 0.05
+    assert sorted(d.train_rows.tolist()) == d.train_rows.tolist() or len(set(d.train_rows.tolist())) == d.num_train
+    out = tmp_path / "cnn"
+    assert main(["train", "--workload", "npz-cnn", "--data-dir", str(tmp_path / "img.npz"), "--target", "0.2",
+                 "--steps", "150", "--eval-every", "25", "--batch-size", "32", "--val-fraction", "0.2",
+                 "--out", str(out)]) == 0
+    rec = json.loads((out / "trials/0/trial.json").read_text())
+    assert rec["status"] == "reached"
+    for bad, msg in ((["--val-fraction", "1.5"], "--val-fraction must be a fraction"),
+                     (["--test-fraction", "0.2", "--workload", "mnist1d-mlp"], "--test-fraction applies to")):
+        args = ["train", "--workload", "npz-cnn", "--data-dir", str(tmp_path / "img.npz"), "--target", "0.2", *bad,
+                "--out", str(tmp_path / "bad")]
+        assert main(args) == 2 and msg in capsys.readouterr().err

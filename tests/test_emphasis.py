@@ -5,15 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from feedwise.emphasis import (METHODS, ActiveBiasSampler, PredictionHistory, WithIndex, emphasis_weights,
                                probabilities, true_class_probs)
-from feedwise.emphasis.feeders import EmphasisFeeder
+from feedwise.feeds.emphasis import EmphasisFeeder
 from feedwise.engine import TrainConfig, train
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import feeder_names, make_feeder
+from feedwise.feeds import feeder_names, make_feeder
 from feedwise.workloads import get_workload
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feedwise.errors import FeedwiseError
-from feedwise.studies.diagnostics import auroc, top_share
-from feedwise.studies.emphasis_summary import holm, paired_tests, summarise
+from feedwise.stats import auroc, top_share
+from feedwise.studies.emphasis.summary import holm, paired_tests, summarise
 
 
 def test_paired_tests_match_scipy():
@@ -68,7 +67,7 @@ def test_summarise_relative_reduction_and_holm():
 
 def test_study_end_to_end_resume_and_report(tmp_path, data_cache):
     from feedwise.cli import main
-    from feedwise.report.emphasis import build_sections
+    from feedwise.studies.emphasis.report import build_sections
     from feedwise.results import StudyDir, read_json
 
     out = tmp_path / "emph"
@@ -142,3 +141,23 @@ def test_tune_runs_optuna_and_uses_the_best_params(tmp_path, data_cache):
     st = optuna.load_study(study_name="tune-wpv", storage=f"sqlite:///{out / 'study.db'}")
     assert len(st.trials) == 2
     json.dumps(s)
+
+
+def test_the_study_keeps_its_paired_design_for_library_callers(tmp_path, data_cache, capsys):
+    """Every method trains the whole budget: a library caller's default config (stop at the target)
+    does not stop a run early, and the CLI no longer offers --no-stop (it had no effect)."""
+    from feedwise.cli import main
+    from feedwise.engine import TrainConfig
+    from feedwise.studies.emphasis.run import EmphasisRequest, emphasis_study
+    from feedwise.data.options import DataOptions
+
+    cfg = TrainConfig(batch_size=32, lr=0.1, max_steps=60, eval_every=20, target=0.99)   # stop_at_target=True
+    emphasis_study(EmphasisRequest("mnist1d-mlp", cfg, methods=["uniform", "spv"], seeds=1,
+                                   data=DataOptions(num_samples=2000)), str(tmp_path / "e"), threads=1, device="cpu")
+    import json
+
+    for t in ("uniform-s0", "spv-s0"):
+        rec = json.loads((tmp_path / "e" / "trials" / t / "trial.json").read_text())
+        assert rec["steps_run"] == 60 and rec["steps_to_result"] == 20
+    assert main(["emphasis", "--no-stop", "--out", str(tmp_path / "x")]) == 2
+    assert "unrecognized arguments: --no-stop" in capsys.readouterr().err

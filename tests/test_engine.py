@@ -5,7 +5,7 @@ import torch
 
 from feedwise.engine import TrainConfig, Trainer, derive_seed, lr_factor, train
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import Feeder, UniformFeeder
+from feedwise.feeds.base import UniformFeeder
 from feedwise.workloads import get_workload
 
 W = get_workload("mnist1d-mlp")
@@ -167,3 +167,32 @@ def test_weighted_step_is_the_gradient_of_the_mean_weighted_loss(tiny):
 def test_derived_seeds_are_distinct_and_stable():
     assert derive_seed(0, "init") == derive_seed(0, "init")
     assert len({derive_seed(0, "init"), derive_seed(0, "data"), derive_seed(1, "init")}) == 3
+
+
+def test_every_row_reaches_every_callback_before_the_stop_rule(tiny):
+    """The row where the target is reached reaches every callback (a best-checkpoint keeper, a
+    probe), and all callbacks see a row even when an earlier one asked to stop."""
+    seen_a, seen_b = [], []
+
+    def a(trainer, row):
+        seen_a.append(row["step"])
+        return "pruned" if row["step"] >= 20 else None
+
+    def b(trainer, row):
+        seen_b.append(row["step"])
+
+    r, _ = train(tiny, W.model_fn(tiny), _cfg(target=0.99, eval_every=10), callbacks=[b])
+    assert r.status == "reached" and seen_b == [10] and r.time_to_result_s == pytest.approx(r.wall_s)
+    seen_b.clear()
+    r, _ = train(tiny, W.model_fn(tiny), _cfg(eval_every=10), callbacks=[a, b])
+    assert r.status == "pruned" and seen_a == seen_b == [10, 20] and r.time_to_result_s is None
+
+
+def test_named_streams_are_independent_and_never_collide_like_offsets():
+    from feedwise.seeds import stream
+
+    # the offsets they replace: 1000 + 100*round + member met round r+1's member 0 at member 100
+    seeds = {stream(0, "acquisition", r, j) for r in range(3) for j in range(150)}
+    assert len(seeds) == 3 * 150
+    assert stream(0, "init") == derive_seed(0, "init") and stream(0, "init") != stream(1, "init")
+    assert all(0 <= s < 2 ** 63 for s in seeds)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import ScanFeeder, UniformFeeder, WeightedFeeder, make_feeder
+from feedwise.feeds import ScanFeeder, UniformFeeder, WeightedFeeder, make_feeder
 
 
 def _draw(feeder, n, bs, steps, seed=0):

@@ -31,11 +31,11 @@ from feedwise.cli import main
 MNIST1D = ["--num-samples", "2000"]
 RUN = [*MNIST1D, "--steps", "20", "--eval-every", "10", "--batch-size", "32"]        # train, flag, parallel
 EMPHASIS = [*RUN, "--methods", "uniform", "--seeds", "1"]
-SUBSET = [*MNIST1D, "--target-steps", "20", "--acq-steps", "10", "--ensemble", "1x2", "--batch-size", "32",
-          "--fractions", "0.5", "--acquisition", "random", "--budget", "steps"]
-BS = [*MNIST1D, "--batch-sizes", "32", "--trials", "1", "--max-steps", "20", "--eval-every", "10"]
+SUBSET = [*MNIST1D, "--steps", "20", "--acq-steps", "10", "--ensemble", "1x2", "--batch-size", "32",
+          "--fractions", "0.5", "--acquisitions", "random", "--budgets", "steps"]
+BS = [*MNIST1D, "--batch-sizes", "32", "--trials", "1", "--steps", "20", "--eval-every", "10"]
 # if a noise-scale case is wrongly accepted it stops at its first evaluation (target 0.9), not after 4000 steps
-NS = [*MNIST1D, "--b-small", "8", "--b-big", "64", "--measure-every", "10", "--max-steps", "20", "--target", "0.9"]
+NS = [*MNIST1D, "--b-small", "8", "--b-big", "64", "--measure-every", "10", "--steps", "20", "--target", "0.9"]
 NPZ = ["--workload", "npz-mlp", "--steps", "20", "--eval-every", "10", "--batch-size", "32"]
 
 
@@ -156,11 +156,11 @@ def _cases():
         (["--selection-seed", "-1"], "--selection-seed must be a non-negative integer"),
         (["--lr", "-1"], "learning rate must be positive"),
         (["--lr", "0"], "learning rate must be positive"),
-        (["--target-steps", "0"], "--target-steps must be positive"),
+        (["--steps", "0"], "--steps must be positive"),
         (["--acq-steps", "-1"], "--acq-steps must be positive"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--tolerance", "-1"], "--tolerance must be >= 0"),
-        (["--acquisition", "magic"], "unknown acquisition 'magic'"),
+        (["--acquisitions", "magic"], "unknown acquisition 'magic'"),
         (["--schedule", "build-up", "--initial-fraction", "0.9"], "--initial-fraction must be smaller"),
     ]:
         add("subset", SUBSET, args, msg)
@@ -168,8 +168,8 @@ def _cases():
     for args, msg in [
         (["--workers", "0"], "world sizes must be at least 1"),
         (["--workers", "64"], "batch size 32 is smaller than the 64 workers"),
-        (["--workers", "1", "--mode", "magic"], "unknown mode 'magic'"),
-        (["--workers", "1", "--mode", "local-sgd", "--local-steps", "0"], "--local-steps must be at least 1"),
+        (["--workers", "1", "--modes", "magic"], "unknown mode 'magic'"),
+        (["--workers", "1", "--modes", "local-sgd", "--local-steps", "0"], "--local-steps must be at least 1"),
         (["--workers", "1", "--threads-per-worker", "0"], "--threads-per-worker must be at least 1"),
     ]:
         add("parallel", RUN, args, msg)
@@ -184,7 +184,7 @@ def _cases():
     add("noise-scale", NS, ["--momentum", "1.5"], "--momentum must be a finite number in [0, 1]")
     add("noise-scale", NS, ["--b-big", "100000"], "larger than the training set")
     add("noise-scale", MNIST1D, ["--b-small", "8", "--b-big", "64", "--measure-every", "10", "--target", "0.9",
-                                 "--max-steps", "0"], "--max-steps must be a positive integer")
+                                 "--steps", "0"], "--steps must be a positive integer")
     add("noise-scale", NS, ["--batch-size", "0"], "--batch-size must be a positive integer")
     add("train", RUN, ["--threads", "0"], "--threads must be positive")
 

@@ -201,9 +201,9 @@ def test_a_failed_plot_leaves_no_empty_png(tmp_path, monkeypatch):
 def test_the_results_folder_deleted_mid_run(tmp_path, data_cache, monkeypatch, capsys, command):
     """Before, batch-size and subset crashed and emphasis recreated the folder and wrote a summary
     without study.json. Now: one line, exit 2, and nothing is written there again."""
-    import feedwise.studies.batch_size as bs
-    import feedwise.studies.emphasis as em
-    import feedwise.studies.subset as su
+    import feedwise.studies.batch_size.run as bs
+    import feedwise.studies.emphasis.run as em
+    import feedwise.studies.subset.run as su
     from feedwise.cli import main
 
     out = tmp_path / "run"
@@ -218,9 +218,9 @@ def test_the_results_folder_deleted_mid_run(tmp_path, data_cache, monkeypatch, c
 
     monkeypatch.setattr(module, "run_trial", run_trial)
     args = {"emphasis": ["--methods", "uniform,spv", "--seeds", "1", "--steps", "40", "--eval-every", "20"],
-            "subset": ["--acquisition", "random", "--fractions", "0.5", "--ensemble", "1x1", "--budget", "steps",
-                       "--target-steps", "40"],
-            "batch-size": ["--batch-sizes", "32,64", "--trials", "1", "--max-steps", "40", "--eval-every", "20"]}
+            "subset": ["--acquisitions", "random", "--fractions", "0.5", "--ensemble", "1x1", "--budgets", "steps",
+                       "--steps", "40"],
+            "batch-size": ["--batch-sizes", "32,64", "--trials", "1", "--steps", "40", "--eval-every", "20"]}
     base = ["--num-samples", "2000"] + ([] if command == "batch-size" else ["--batch-size", "32"])
     assert main([command, *base, *args[command], "--out", str(out)]) == 2
     line = one_line(capsys.readouterr().err)
@@ -231,7 +231,7 @@ def test_the_results_folder_deleted_mid_run(tmp_path, data_cache, monkeypatch, c
 
 # --------------------------------------------------------------------------- internal errors
 def test_an_internal_error_is_one_line_exit_3_and_a_log(tmp_path, data_cache, monkeypatch, capsys):
-    import feedwise.studies.train as train
+    import feedwise.studies.train.run as train
     from feedwise.cli import main
 
     out = tmp_path / "run"
@@ -293,7 +293,7 @@ def test_ctrl_c_during_training_says_what_happens_next(tmp_path, data_cache, tin
 
 def test_a_ctrl_c_that_a_library_swallows_still_stops_with_130(tmp_path, monkeypatch, capsys):
     """A Ctrl-C during `report` was sometimes swallowed (exit 0)."""
-    import feedwise.report.html as html
+    import feedwise.report.page as html
     from feedwise.cli import main
 
     def swallowing(*a, **k):
@@ -321,9 +321,7 @@ def test_a_ctrl_c_that_a_library_swallows_still_stops_with_130(tmp_path, monkeyp
 def test_a_mistyped_option_is_one_line_and_where_help_is(capsys, args, line):
     from feedwise.cli import main
 
-    with pytest.raises(SystemExit) as e:   # argparse's exit, as before: the console script turns it into 2
-        main(args)
-    assert e.value.code == 2
+    assert main(args) == 2   # argparse's exit becomes main's return code (library callers get no SystemExit)
     err = capsys.readouterr().err
     assert one_line(err).startswith(line), err
 
@@ -376,7 +374,7 @@ def test_a_resume_over_an_emptied_measurements_file_is_one_line(emphasis_study, 
 def test_report_of_an_unbounded_amdahl_limit(tmp_path):
     """A scale-out projection with no serial part: Amdahl's limit is inf, written as null."""
     from feedwise.parallel.perfmodel import AlphaBeta, ComputeModel, project
-    from feedwise.report.scale_out import _projection_section
+    from feedwise.studies.scale_out.report import _projection_section
     from feedwise.results import read_json, write_json
 
     proj = project(ComputeModel(0.0, 1e-6), AlphaBeta(1e-5, 1e-9), 256, 4e5, 100, [1, 2, 4])

@@ -36,55 +36,75 @@ STEP1_REL, FIRST_STEPS_REL = 1e-5, 1e-3
 
 def test_sync_ddp_two_workers_has_the_maths_of_one_process(small):
     # 63 rows per global batch: ranks hold 32 and 31 rows, so the N/B loss scaling is exercised.
-    # Target 0.95 is crossed at the first evaluation by a wide margin (val error ~0.84, chance
-    # 0.9): reached at step 10 in both, whatever the summation order.
-    cfg = TrainConfig(batch_size=63, lr=0.1, momentum=0.9, max_steps=40, eval_every=10, target=0.95, seed=3,
-                      evaluate_test=False)
+    # An evaluation after every step: each row's train_loss is that step's global-batch loss.
+    cfg = TrainConfig(batch_size=63, lr=0.1, momentum=0.9, max_steps=10, eval_every=1, seed=3, evaluate_test=False)
     one, _ = train(small, _model_fn(small), cfg)
-    ref = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=1, record_step_loss=True,
-                                  measure_model=False), data=small)   # one process: the engine's per-step losses
-    assert [r["train_loss"] for r in ref["rows"]] == pytest.approx([r["train_loss"] for r in one.rows], rel=1e-6)
-    spec = WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1, record_step_loss=True,
-                      measure_model=False)
+    spec = WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1, measure_model=False)
     rec = run_parallel(spec, data=small)
     assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["threads_per_worker"] == 1
     # the same global-batch loss at every step, up to summation order
-    a, b = ref["step_losses"], rec["step_losses"]
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
     assert len(a) == len(b) == rec["steps_run"] == one.steps_run == 10
     assert math.isclose(a[0], b[0], rel_tol=STEP1_REL), (a[0], b[0])
     for x, y in zip(a, b):
         assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
-    # the evaluation: the same step and examples, at most a validation example or two apart
-    (r1,), (r2,) = one.rows, rec["rows"]
-    assert r1["step"] == r2["step"] == 10 and r1["examples"] == r2["examples"] == 630
-    assert math.isclose(r1["train_loss"], r2["train_loss"], rel_tol=FIRST_STEPS_REL)
-    assert abs(r1["val_error"] - r2["val_error"]) <= 2.01 / len(small.y_val)
-    assert one.steps_to_result == rec["steps_to_result"] == 10 and rec["status"] == "reached"
-    # per-step losses are recorded for the global batch, one per step
-    assert math.isclose(sum(b) / 10, r2["train_loss"], rel_tol=1e-6)
+    # the evaluations: the same steps and examples, at most a validation example or two apart
+    for r1, r2 in zip(one.rows, rec["rows"]):
+        assert r1["step"] == r2["step"] and r1["examples"] == r2["examples"]
+        assert abs(r1["val_error"] - r2["val_error"]) <= 2.01 / len(small.y_val)
+    assert rec["rows"][-1]["examples"] == 630 and rec["status"] == "budget"
     # time split: compute + comm = training wall time; all-reduce timed by the comm hook
     assert rec["comm_s"] > 0 and rec["compute_s"] > 0
     assert math.isclose(rec["compute_s"] + rec["comm_s"], rec["wall_s"], rel_tol=1e-9)
     assert rec["allreduce_calls"] == rec["steps_run"]
+
+
+def test_time_to_result_is_the_training_time_up_to_the_target(small):
+    # target 0.95 is crossed at the first evaluation by a wide margin (val error ~0.84, chance 0.9)
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=40, eval_every=10, target=0.95, seed=3,
+                      evaluate_test=False)
+    rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1,
+                                  measure_model=False), data=small)
+    assert rec["status"] == "reached" and rec["steps_to_result"] == 10
     assert rec["time_to_result_s"] == pytest.approx(rec["wall_s"])
     assert rec["time_to_result_s"] <= rec["rows"][-1]["wall_s"] + 1e-6
 
 
+def test_sync_ddp_with_a_feed_that_observes_and_weights(small):
+    """WPV (Active Bias weighting) under 2-worker DDP: the ranks all-gather the per-example losses,
+    so both feeders keep the same history and draw the same weights. Scores are taken at epoch
+    boundaries once the burn-in (0.2 epoch) is over: the weights act from the second epoch (1,333
+    training examples: from step 21 on); the first 34 steps follow the single process up to summation
+    order, and they differ from uniform feeding by far more than that once the weights act."""
+    from feedwise.feeds import make_feeder
+
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=34, eval_every=1, seed=2, evaluate_test=False)
+    one, _ = train(small, _model_fn(small), cfg, feeder=make_feeder("wpv", burn_in=0.2))
+    rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=2, threads_per_worker=1,
+                                  feed="wpv", feed_options={"burn_in": 0.2}, measure_model=False), data=small)
+    assert rec["feed"]["method"] == "SGD-WPV" and rec["steps_run"] == 34
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
+    for x, y in zip(a, b):
+        assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
+    uni, _ = train(small, _model_fn(small), cfg)
+    u = [r["train_loss"] for r in uni.rows]
+    assert u[:20] == pytest.approx(a[:20], rel=1e-6)                 # first epoch: the same batches, unweighted
+    assert max(abs(x - y) / y for x, y in zip(a[21:], u[21:])) > 5 * FIRST_STEPS_REL   # then the weights act
+
+
 def test_local_sgd_with_h1_is_synchronous_sgd(small):
-    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=10, eval_every=10, seed=1, evaluate_test=False)
-    ref = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="sync", world_size=1, record_step_loss=True,
-                                  measure_model=False), data=small)
+    cfg = TrainConfig(batch_size=64, lr=0.1, momentum=0.9, max_steps=10, eval_every=1, seed=1, evaluate_test=False)
+    one, _ = train(small, _model_fn(small), cfg)
     # heavy-ball momentum is linear: averaging the parameters after every step is the synchronous
     # step, up to summation order (two half-batch means averaged vs one mean): first steps only
     rec = run_parallel(WorkerSpec("mnist1d-mlp", cfg, mode="local-sgd", world_size=2, local_steps=1,
-                                  threads_per_worker=1, record_step_loss=True, measure_model=False), data=small)
+                                  threads_per_worker=1, measure_model=False), data=small)
     assert rec["averages"] == 10 and rec["comm_s"] > 0
-    a, b = ref["step_losses"], rec["step_losses"]
+    a, b = [r["train_loss"] for r in one.rows], [r["train_loss"] for r in rec["rows"]]
     assert len(a) == len(b) == 10 and math.isclose(a[0], b[0], rel_tol=STEP1_REL)
     for x, y in zip(a, b):
         assert math.isclose(x, y, rel_tol=FIRST_STEPS_REL), (a, b)
-    for x, y in zip(ref["rows"], rec["rows"]):
-        assert math.isclose(x["train_loss"], y["train_loss"], rel_tol=FIRST_STEPS_REL)
+    for x, y in zip(one.rows, rec["rows"]):
         assert abs(x["val_error"] - y["val_error"]) <= 2.01 / len(small.y_val)
 
 

@@ -16,7 +16,7 @@ TINY = ["--num-samples", "2000", "--steps", "60", "--eval-every", "20", "--batch
 
 def test_parallel_command_layout_resume_and_report(tmp_path, data_cache, capsys):
     out = tmp_path / "par"
-    args = ["parallel", "--mode", "sync,local-sgd,hogwild", "--workers", "1", "--local-steps", "4", *TINY,
+    args = ["parallel", "--modes", "sync,local-sgd,hogwild", "--workers", "1", "--local-steps", "4", *TINY,
             "--threads", "1", "--out", str(out)]
     assert main(args) == 0
     ids = sorted(p.name for p in (out / "trials").iterdir())
@@ -41,12 +41,12 @@ def test_parallel_command_layout_resume_and_report(tmp_path, data_cache, capsys)
     assert main(args) == 0
     assert (out / "trials/sync-w1-s0/trial.json").read_text() == before
     # a different study in the same folder is refused in one line
-    assert main(["parallel", "--mode", "sync", "--workers", "1", *TINY, "--lr", "0.3", "--out", str(out)]) == 2
+    assert main(["parallel", "--modes", "sync", "--workers", "1", *TINY, "--lr", "0.3", "--out", str(out)]) == 2
     assert "holds a different study" in capsys.readouterr().err
-    assert main(["parallel", "--mode", "gossip", "--workers", "1", *TINY, "--out", str(tmp_path / "x")]) == 2
+    assert main(["parallel", "--modes", "gossip", "--workers", "1", *TINY, "--out", str(tmp_path / "x")]) == 2
     assert "unknown mode 'gossip'" in capsys.readouterr().err
 
-    from feedwise.report.scale_out import build_sections
+    from feedwise.studies.scale_out.report import build_sections
 
     sections = build_sections(out, tmp_path / "assets")
     assert sections[0].kind == "scale-out" and "steps-to-result" in sections[0].markdown
@@ -68,8 +68,9 @@ def test_train_data_parallel_hook(tmp_path, data_cache):
     """`feedwise train --data-parallel N` as cli.py will wire it: add_data_parallel(train parser)."""
     import argparse
 
-    from feedwise.cli import _add_run_args, _add_train_args, cmd_train
-    from feedwise.commands.scale_out import add_data_parallel
+    from feedwise.options import add_run_args as _add_run_args, add_train_args as _add_train_args
+    from feedwise.studies.train.cli import cmd_train
+    from feedwise.studies.scale_out.cli import add_data_parallel
 
     p = argparse.ArgumentParser()
     _add_train_args(p)
@@ -89,7 +90,7 @@ def test_train_data_parallel_hook(tmp_path, data_cache):
 
 def test_projection_from_measured_runs(tmp_path):
     from feedwise.results import StudyDir
-    from feedwise.studies.scale_out import summarize
+    from feedwise.studies.scale_out.run import summarize
 
     sd = StudyDir(tmp_path / "s")
     base = {"workload": "w", "hparams": {"batch_size": 128}, "target": 0.1, "status": "reached", "seed": 0,

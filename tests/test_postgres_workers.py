@@ -173,7 +173,7 @@ def pg():
 
 def worker_cmd(url: str, out: Path, trials: int, batch: int, steps: int = 80) -> list[str]:
     return [sys.executable, "-m", "feedwise.cli", "batch-size", "--num-samples", "2000", "--batch-sizes", str(batch),
-            "--trials", str(trials), "--max-steps", str(steps), "--eval-every", "40", "--ref-batch", "0",
+            "--trials", str(trials), "--steps", str(steps), "--eval-every", "40", "--ref-batch", "0",
             "--target", "1e-9", "--storage", url, "--heartbeat", "1", "--threads", "1", "--out", str(out)]
 
 
@@ -191,7 +191,7 @@ def storage(url: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from feedwise.studies.batch_size_storage import normalize_url
+    from feedwise.studies.batch_size.storage import normalize_url
 
     if url not in _STORAGES:
         _STORAGES[url] = optuna.storages.RDBStorage(normalize_url(url))
@@ -319,7 +319,7 @@ def test_documented_url_password_and_two_studies_on_one_database(pg, tmp_path, t
     secret = "s3cret-pw-7"
     url = pg.db_url("shared", password=secret)
     assert url.startswith("postgresql://feedwise:")   # the plain scheme: no driver named
-    args = ["batch-size", "--num-samples", "2000", "--batch-sizes", "32", "--trials", "2", "--max-steps", "80",
+    args = ["batch-size", "--num-samples", "2000", "--batch-sizes", "32", "--trials", "2", "--steps", "80",
             "--eval-every", "40", "--ref-batch", "0", "--target", "1e-9", "--storage", url, "--threads", "1"]
     (a,) = start_workers([sys.executable, "-m", "feedwise.cli", *args, "--out", str(tmp_path / "a")], 1)
     a_out, a_err = a.communicate(timeout=240)   # a real command line: sys.argv goes to study.json

@@ -109,7 +109,7 @@ def test_library_example_trains_what_feedwise_train_trains(data_cache, tmp_path,
     assert f"test_error: {round(result.test_error, 4)}" in out
     # the CLI's config is the workload's train_config with what the command line gave
     a = build_parser().parse_args(["train", "--out", "x"])
-    from feedwise.cli import _train_config
+    from feedwise.options import train_config as _train_config
 
     assert _train_config(a) == w.train_config()
     with pytest.raises(Exception, match="unknown TrainConfig field"):

@@ -6,8 +6,8 @@ import pytest
 
 from feedwise.engine import TrainConfig
 from feedwise.errors import FeedwiseError
-from feedwise.report.html import build_report
-from feedwise.studies.train import DataOptions, TrainRequest, train_study
+from feedwise.report.page import build_report
+from feedwise.studies.train.run import DataOptions, TrainRequest, train_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,7 +52,7 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory, data_cache):
-    from feedwise.studies.demo import run_demo
+    from feedwise.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo")
     page = run_demo(str(out), threads=1, quick=True)
@@ -70,7 +70,7 @@ def test_demo_builds_one_report_of_all_three_studies(quick_demo):
 
 def test_demo_rerun_resumes_without_training_again(quick_demo, monkeypatch, capsys):
     from feedwise.results import StudyDir
-    from feedwise.studies.demo import run_demo
+    from feedwise.demo import run_demo
 
     out, _ = quick_demo
     before = {t.path: t.read() for kind in ("train", "batch-size", "emphasis") for t in StudyDir(out / kind).trials()}
@@ -121,7 +121,7 @@ def test_demo_page_opens_with_one_conclusion_per_study(quick_demo):
 
 
 def test_emphasis_bars_start_at_zero_and_the_wilcoxon_floor_matches_the_seeds(quick_demo, tmp_path, monkeypatch):
-    import feedwise.report.emphasis as re_
+    import feedwise.studies.emphasis.report as re_
 
     out, _ = quick_demo
     figs = []
@@ -140,7 +140,7 @@ def test_emphasis_bars_start_at_zero_and_the_wilcoxon_floor_matches_the_seeds(qu
 def test_flag_section_shows_rows_of_the_users_file_and_a_rounded_test_error(tmp_path):
     import json
 
-    from feedwise.report.flag import build_sections
+    from feedwise.studies.flag.report import build_sections
 
     d = tmp_path / "fl"
     d.mkdir()

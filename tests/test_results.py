@@ -180,7 +180,7 @@ def test_a_trial_held_elsewhere_is_never_written_into(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_cache):
     from feedwise.engine import TrainConfig
-    from feedwise.studies.train import DataOptions, TrainRequest, train_study
+    from feedwise.studies.train.run import DataOptions, TrainRequest, train_study
 
     out = tmp_path_factory.mktemp("finished") / "run"
     cfg = TrainConfig(batch_size=32, lr=0.1, max_steps=80, eval_every=20, target=0.9, stop_at_target=False)

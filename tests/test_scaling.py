@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from feedwise.studies import scaling
-from feedwise.studies.noise_scale import b_simple, estimate
+from feedwise.studies.batch_size import scaling
+from feedwise.studies.noise_scale.run import b_simple, estimate
 
 
 def rows(*pairs):

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from feedwise.emphasis import PredictionHistory
-from feedwise.emphasis.feeders import EmphasisFeeder
+from feedwise.feeds.emphasis import EmphasisFeeder
 from feedwise.engine import TrainConfig, train
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import UniformFeeder
+from feedwise.feeds.base import UniformFeeder
 from feedwise.results import read_json
-from feedwise.studies.subset import SubsetRequest, run_subset_study
-from feedwise.studies.train import DataOptions
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study
+from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 

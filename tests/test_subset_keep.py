@@ -6,8 +6,8 @@ import pytest
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
 from feedwise.results import read_json
-from feedwise.studies.subset import SubsetRequest, run_subset_study
-from feedwise.studies.train import DataOptions
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study
+from feedwise.studies.train.run import DataOptions
 from feedwise.subset.scorer import EnsembleScorer
 from feedwise.subset.select import (AUTO_SPLIT, difficulty_scores, proportional_quotas, resolve_keep, select_top,
                                     subset_size)
@@ -65,5 +65,5 @@ def test_study_auto_keeps_easy_small_and_hard_large(tmp_path, data_cache):
 
 
 def test_cli_rejects_bad_keep(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["subset", "--keep", "middle", "--out", str(tmp_path / "x")])
+    assert main(["subset", "--keep", "middle", "--out", str(tmp_path / "x")]) == 2
+    assert "invalid choice: 'middle'" in capsys.readouterr().err

@@ -6,8 +6,8 @@ import pytest
 from feedwise.cli import main
 from feedwise.errors import FeedwiseError
 from feedwise.results import read_json
-from feedwise.studies.subset import SubsetRequest, break_even, run_subset_study, summarize
-from feedwise.studies.train import DataOptions
+from feedwise.studies.subset.run import SubsetRequest, break_even, run_subset_study, summarize
+from feedwise.studies.train.run import DataOptions
 
 
 def small_request(**kw):
@@ -136,11 +136,11 @@ def test_break_even_rule():
 @pytest.mark.parametrize("args,msg", [
     (["--fractions", "0.5,1.5"], "(0, 1]"),
     (["--fractions", "0"], "(0, 1]"),
-    (["--acquisition", "entropy,coreset"], "unknown acquisition"),
+    (["--acquisitions", "entropy,coreset"], "unknown acquisition"),
     (["--ensemble", "4by10"], "ExC"),
     (["--ensemble", "0x3"], "ExC"),
-    (["--balance", "label"], "unknown balance"),
-    (["--budget", "time"], "unknown budget"),
+    (["--balances", "label"], "unknown balance"),
+    (["--budgets", "time"], "unknown budget"),
     (["--workload", "nope"], "unknown workload"),
 ])
 def test_cli_bad_input(args, msg, tmp_path, capsys):
@@ -153,15 +153,15 @@ def test_cli_bad_input(args, msg, tmp_path, capsys):
 
 def test_cli_runs_and_reports(tmp_path, data_cache, capsys):
     out = tmp_path / "cli"
-    argv = ["subset", "--num-samples", "2000", "--acquisition", "bald,random", "--fractions", "0.5",
-            "--ensemble", "1x2", "--budget", "epochs", "--batch-size", "32", "--target-steps", "20",
+    argv = ["subset", "--num-samples", "2000", "--acquisitions", "bald,random", "--fractions", "0.5",
+            "--ensemble", "1x2", "--budgets", "epochs", "--batch-size", "32", "--steps", "20",
             "--acq-steps", "10", "--threads", "1", "--device", "cpu", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "bald" in text and "full-data test error" in text
     assert main(argv) == 0
     assert "nothing was run again" in capsys.readouterr().out
-    from feedwise.report.subset import build_sections
+    from feedwise.studies.subset.report import build_sections
     secs = build_sections(out, tmp_path / "assets")
     assert secs[0].images and all(p.exists() for p in secs[0].images)
     assert "beat" in secs[0].markdown and "break_even" in secs[0].markdown

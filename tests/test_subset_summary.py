@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from feedwise.results import StudyDir, write_json
-from feedwise.studies.subset_summary import cell_break_even, summarize
+from feedwise.studies.subset.summary import cell_break_even, summarize
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -81,7 +81,7 @@ def test_saved_subset_benchmarks_follow_the_break_even_rule(name):
 
 def test_report_says_a_class_imbalance_once(tmp_path):
     """issue 13: each class-imbalance warning was printed three times (two sections and the caveats)."""
-    from feedwise.report.html import build_report
+    from feedwise.report.page import build_report
 
     _fake_subset_study(tmp_path / "s", under_half=(3, 7))
     StudyDir(tmp_path / "s").write_summary(summarize(tmp_path / "s"))

@@ -4,7 +4,7 @@ Library first, CLI second. The public pieces:
 
 - :mod:`feedwise.workloads`  -- ``get_workload(name)``, the registry of dataset + model + target.
 - :mod:`feedwise.engine`     -- ``Trainer`` / ``train``, the one training loop.
-- :mod:`feedwise.feeders`    -- which examples go into each batch, with what weights.
+- :mod:`feedwise.feeds.base`    -- which examples go into each batch, with what weights.
 """
 
 __version__ = "0.1.0"

@@ -6,9 +6,15 @@ nothing else; evaluation, divergence checks, stop rules and recording happen bet
 chunks of steps in :meth:`Trainer.run`. Training time (``wall_s``) and evaluation time
 (``eval_s``) are measured separately.
 
-Stop rules: the step budget (or example budget), the target validation error
-(``stop_at_target``), a NaN/inf loss (status ``diverged``), and any callback that
-returns a status (for example ``pruned`` from the batch-size study).
+Parallelism plugs in as a :class:`Strategy` (one process by default; synchronous DDP, local
+SGD and Hogwild live in :mod:`feedwise.parallel`), never as a second loop: every rank draws the
+same global batch from its feeder and trains on its shard; rank 0 evaluates, runs the
+callbacks and decides; the decision reaches every rank.
+
+Stop rules, applied after every evaluated row has reached every callback: the step budget (or
+example budget), the target validation error (``stop_at_target``), a NaN/inf loss (status
+``diverged``), and any callback that returns a status (for example ``pruned`` from the
+batch-size study).
 """
 
 from __future__ import annotations
@@ -19,97 +25,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feedwise.data.lazy import FeederBatches, LazyInputs
 from feedwise.data.sources import Dataset
+from feedwise.config import OPTIMIZERS, SCHEDULES, STATUSES, TrainConfig, lr_factor  # noqa: F401
 from feedwise.errors import FeedwiseError
-from feedwise.feeders import Feeder, UniformFeeder
+from feedwise.seeds import derive_seed  # noqa: F401  (re-exported)
+from feedwise.feeds.base import Feeder, UniformFeeder
+from feedwise.results import MEASUREMENT_COLUMNS, TrialDir
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "linear", "cosine")
-STATUSES = ("reached", "budget", "diverged", "pruned")
 _INIT_LOCK = threading.Lock()
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run (units in the comments)."""
-
-    batch_size: int = 128               # examples per step
-    optimizer: str = "momentum"         # sgd | momentum | nesterov | adam
-    lr: float = 0.05                    # initial learning rate
-    momentum: float = 0.9               # for momentum/nesterov (adam: beta1)
-    weight_decay: float = 0.0           # L2 coefficient, coupled (torch.optim semantics)
-    schedule: str = "constant"          # constant | linear | cosine
-    decay_steps: int | None = None      # steps over which lr decays (default: the step budget)
-    end_factor: float = 0.01            # lr at the end of the decay, as a fraction of lr
-    max_steps: int | None = 3000        # step budget (ignored when max_examples is set)
-    max_examples: int | None = None     # example budget: steps = ceil(max_examples / batch_size)
-    eval_every: int = 100               # steps between validation evaluations
-    target: float | None = None         # target validation error (strictly below counts)
-    stop_at_target: bool = True         # stop at the first eval below target
-    seed: int = 0                       # one seed; init and data-order streams derive from it
-    init_seed: int | None = None        # override the derived init stream
-    data_seed: int | None = None        # override the derived data-order stream
-    evaluate_test: bool = True          # evaluate the final model on the test split
-
-    def budget_steps(self) -> int:
-        if self.max_examples is not None:
-            return max(1, math.ceil(self.max_examples / self.batch_size))
-        if self.max_steps is None:
-            raise FeedwiseError("set a step budget (max_steps) or an example budget (max_examples)")
-        return int(self.max_steps)
-
-    def validate(self, num_train: int | None = None) -> None:
-        """Refuse values that cannot train (one-line :class:`FeedwiseError`); ``num_train`` (the
-        training-set size), when known, also bounds the batch size."""
-        if self.batch_size <= 0:
-            raise FeedwiseError(f"batch size must be positive, got {self.batch_size}")
-        if num_train is not None and self.batch_size > num_train:
-            raise FeedwiseError(f"batch size {self.batch_size} is larger than the training set ({num_train} examples)")
-        if self.optimizer not in OPTIMIZERS:
-            raise FeedwiseError(f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
-        if self.schedule not in SCHEDULES:
-            raise FeedwiseError(f"unknown schedule '{self.schedule}' (known: {', '.join(SCHEDULES)})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise FeedwiseError(f"learning rate must be positive, got {self.lr}")
-        if not (0 <= self.momentum < 1):
-            raise FeedwiseError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise FeedwiseError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if not (0 <= self.end_factor <= 1):
-            raise FeedwiseError(f"end_factor must be in [0, 1], got {self.end_factor}")
-        if self.decay_steps is not None and self.decay_steps <= 0:
-            raise FeedwiseError(f"decay steps must be positive, got {self.decay_steps}")
-        if self.eval_every <= 0:
-            raise FeedwiseError(f"eval_every must be positive, got {self.eval_every}")
-        if self.max_steps is not None and self.max_steps <= 0 and self.max_examples is None:
-            raise FeedwiseError(f"step budget must be positive, got {self.max_steps}")
-        if self.max_examples is not None and self.max_examples <= 0:
-            raise FeedwiseError(f"example budget must be positive, got {self.max_examples}")
-        if self.target is not None and not (0 < self.target <= 1):
-            why = " (0 can never be reached: reaching means strictly below)" if self.target == 0 else ""
-            raise FeedwiseError(f"target must be a validation error in (0, 1], got {self.target}{why}")
-
-    def hparams(self) -> dict:
-        """The hyperparameters that matter for this optimizer/schedule, for trial.json."""
-        h = {"batch_size": self.batch_size, "optimizer": self.optimizer, "lr": self.lr,
-             "weight_decay": self.weight_decay, "schedule": self.schedule}
-        if self.optimizer in ("momentum", "nesterov", "adam"):
-            h["momentum"] = self.momentum
-        if self.schedule != "constant":
-            h["decay_steps"] = self.decay_steps or self.budget_steps()
-            h["end_factor"] = self.end_factor
-        return h
-
-
-def derive_seed(seed: int, stream: str) -> int:
-    """An independent 63-bit seed for a named stream (init, data, ...) from one seed."""
-    key = [int(seed) & 0xFFFFFFFF, sum(ord(c) * 131 ** i for i, c in enumerate(stream)) & 0xFFFFFFFF]
-    return int(np.random.SeedSequence(key).generate_state(2, dtype=np.uint32).astype(np.uint64) @ np.array([1, 2**31], dtype=np.uint64))
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -121,14 +49,25 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
-def lr_factor(cfg: TrainConfig, step: int, budget: int) -> float:
-    """Multiplier of the initial lr at ``step`` (0-based) for the configured schedule."""
-    if cfg.schedule == "constant":
-        return 1.0
-    t = min(step / max(1, cfg.decay_steps or budget), 1.0)
-    if cfg.schedule == "linear":
-        return 1.0 - (1.0 - cfg.end_factor) * t
-    return cfg.end_factor + (1.0 - cfg.end_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+def _chunks(x, chunk: int):
+    """``x`` in consecutive chunks of rows: slices of a tensor, or batches fetched by loader workers."""
+    if isinstance(x, LazyInputs):
+        yield from x.batches(chunk)
+    else:
+        for i in range(0, len(x), chunk):
+            yield x[i:i + chunk]
+
+
+def init_model(model_fn: Callable[[], nn.Module], config: TrainConfig) -> nn.Module:
+    """A fresh model from ``model_fn``, initialised from the run's init stream.
+
+    torch's global RNG state is left untouched, and the lock makes trials that run in parallel
+    threads (the batch-size study's --jobs) get exactly the initialisation of a serial run: no
+    other thread may reseed in between."""
+    init_seed = config.init_seed if config.init_seed is not None else derive_seed(config.seed, "init")
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return model_fn()
 
 
 @dataclass
@@ -142,6 +81,7 @@ class TrainResult:
     final_val_error: float | None
     best_val_error: float | None
     test_error: float | None
+    time_to_result_s: float | None = None   # training time up to steps_to_result
     rows: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -155,27 +95,95 @@ class Callback(Protocol):
         """Called after each evaluation; return a status string to stop the run."""
 
 
+class Strategy:
+    """How one training run is spread over processes. This base is one process: every hook is
+    the identity or a no-op. The data-parallel strategies (:mod:`feedwise.parallel`) override
+    the hooks; the :class:`Trainer` calls them and never knows which strategy runs.
+
+    - ``wrap(model)``: the module the forward pass calls (DDP wraps the model);
+    - ``local(idx, w)``: the rows of the global batch (indices, weights) this rank trains on;
+    - ``grad_scale(local_n, global_n)``: the factor on ``sum(w * loss)`` over the local rows whose
+      gradient this rank back-propagates (one process: ``1 / B``, the mean loss);
+    - ``gather(per, global_n)``: the per-example losses of the whole global batch in its order,
+      from each rank's local ones (feeders that observe examples see every example);
+    - ``after_step(step, model)``: after each optimizer step (local SGD averages here);
+    - ``before_eval(step, model)``: before each evaluation, timed as training (make the
+      evaluated model the shared one);
+    - ``all_sum(t)``: a tensor summed over the ranks (training-loss records, divergence);
+    - ``decide(status)``: rank 0's stop decision, known to every rank;
+    - ``row()``: extra fields of each measurement row (``extra_columns``);
+    - ``describe()``, ``post_train(trainer)``: fields of the trial record (the second untimed,
+      after training, called on every rank); ``close()``.
+    """
+
+    name = "single"
+    rank = 0
+    world = 1
+    comm_s = 0.0
+    extra_columns: tuple[str, ...] = ()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def local(self, idx: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return idx, w
+
+    def grad_scale(self, local_n: int, global_n: int) -> float:
+        return 1.0 / global_n
+
+    def gather(self, per: torch.Tensor, global_n: int) -> torch.Tensor:
+        return per
+
+    def after_step(self, step: int, model: nn.Module) -> None:
+        pass
+
+    def before_eval(self, step: int, model: nn.Module) -> None:
+        pass
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def decide(self, status: str | None) -> str | None:
+        return status
+
+    def row(self, wall_s: float) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        return {}
+
+    def post_train(self, trainer: "Trainer") -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 class Trainer:
     """One training run over in-memory data. Construct, then :meth:`run` (or drive
     :meth:`train_steps` yourself, as the overhead benchmark does)."""
 
     def __init__(self, data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig,
-                 feeder: Feeder | None = None, device: str | torch.device = "cpu"):
+                 feeder: Feeder | None = None, device: str | torch.device = "cpu", strategy: Strategy | None = None,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         config.validate(data.num_train)
         self.cfg = config
+        # per-example loss(logits, labels) -> N losses; None: cross-entropy (feeders that observe
+        # examples read exp(-loss) as the label's probability, exact for cross-entropy)
+        self.loss_fn = loss_fn
         self.device = torch.device(device)
+        self.strategy = strategy or Strategy()
         self.data = data if data.x_train.device == self.device else data.to(self.device)
-        init_seed = config.init_seed if config.init_seed is not None else derive_seed(config.seed, "init")
         data_seed = config.data_seed if config.data_seed is not None else derive_seed(config.seed, "data")
-        # Initialise from the init stream without touching torch's global RNG state, under a lock:
-        # trials that run in parallel threads (the batch-size study's --jobs) must get exactly the
-        # initialisation of a serial run, so no other thread may reseed in between.
-        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            model = model_fn()
-        self.model = model.to(self.device)
+        self.model = init_model(model_fn, config).to(self.device)
         self.model.train()
+        self.net = self.strategy.wrap(self.model)
         self.optimizer = make_optimizer(self.model.parameters(), config)
+        # every rank draws the same global batches: the data order depends on the seed only
         self.generator = torch.Generator().manual_seed(data_seed)
         self.feeder = (feeder or UniformFeeder()).bind(data.num_train, self.generator, self.device)
         self.budget = config.budget_steps()
@@ -187,43 +195,88 @@ class Trainer:
         self._loss_steps = 0
         self._x, self._y = self.data.x_train, self.data.y_train
         self._grad_cache: torch.Tensor | None = None
+        # inputs read lazily from a map-style Dataset: loader workers fetch the feeder's batches ahead
+        self._lazy = isinstance(self._x, LazyInputs)
+        self._batches: FeederBatches | None = None
+        self._fetch = None
+
+    def _next_lazy_batch(self):
+        """(indices, weights, local indices, local weights, local inputs) of the next step, from the
+        loader whose batch sampler the feeder feeds (created at the first step)."""
+        if self._fetch is None:
+            strat = self.strategy
+            self._batches = FeederBatches(self.feeder, self.cfg.batch_size, self.budget - self.step,
+                                          local=strat.local if strat.world > 1 else None)
+            self._fetch = self._x.fetcher(self._batches)
+        xb = next(self._fetch)
+        idx, w, lidx, lw = self._batches.queue.popleft()
+        return idx, w, lidx, lw, xb.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop the loader workers of lazily read inputs (a later step starts new ones)."""
+        self._fetch, self._batches = None, None
 
     # ------------------------------------------------------------------ hot loop
     def train_steps(self, n: int) -> None:
-        """Take ``n`` optimizer steps. Nothing here but gather, forward, backward, step."""
-        model, opt, feeder, cfg = self.model, self.optimizer, self.feeder, self.cfg
+        """Take ``n`` optimizer steps. Nothing here but gather, forward, backward, step.
+
+        The recorded loss of a step is the (weighted) mean loss over its global batch; with
+        several ranks each adds its rows' share and the ranks' sums are added at evaluation."""
+        model, net, opt, feeder, cfg, strat = self.model, self.net, self.optimizer, self.feeder, self.cfg, self.strategy
         x, y, bs = self._x, self._y, cfg.batch_size
         observe = feeder.wants_observations
         decays = cfg.schedule != "constant"
+        sharded = strat.world > 1
+        lazy = self._lazy
+        custom = self.loss_fn
         loss_sum = self._loss_sum
         for _ in range(n):
             if decays:
                 f = lr_factor(cfg, self.step, self.budget)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * f
-            idx, w = feeder.next_batch(bs)
-            xb, yb = x[idx], y[idx]
-            out = model(xb)
+            if lazy:
+                idx, w, lidx, lw, xb = self._next_lazy_batch()
+            else:
+                idx, w = feeder.next_batch(bs)
+                lidx, lw = strat.local(idx, w) if sharded else (idx, w)
+                xb = x[lidx]
+            yb = y[lidx]
+            out = net(xb)
             opt.zero_grad(set_to_none=True)
-            if w is None and not observe:
-                loss = F.cross_entropy(out, yb)
-                loss.backward()
+            if lw is None and not observe:
+                if sharded:
+                    s = F.cross_entropy(out, yb, reduction="sum") if custom is None else custom(out, yb).sum()
+                    (s * strat.grad_scale(len(lidx), bs)).backward()
+                    loss = s.detach() * (1.0 / bs)
+                else:
+                    loss = F.cross_entropy(out, yb) if custom is None else custom(out, yb).mean()
+                    loss.backward()
+                    loss = loss.detach()
                 opt.step()
-                loss_sum += loss.detach()
+                loss_sum += loss
             else:
                 # per-example losses serve the weights and the observations. The loss is
                 # mean(w * per); its gradient with respect to ``per`` is ``grad = w / B``, handed to
                 # backward directly (no multiply/mean nodes in the graph), and the loss value for the
                 # record is one dot product
-                per = F.cross_entropy(out, yb, reduction="none")
-                grad = self._mean_grad(len(per), per) if w is None else (w * (1.0 / len(w))).to(per.dtype)
+                per = F.cross_entropy(out, yb, reduction="none") if custom is None else custom(out, yb)
+                if sharded:
+                    scale = strat.grad_scale(len(lidx), bs)
+                    grad = torch.full_like(per, scale) if lw is None else (lw * scale).to(per.dtype)
+                    rec = (1.0 / bs) if lw is None else (lw * (1.0 / bs)).to(per.dtype)
+                else:
+                    grad = self._mean_grad(len(per), per) if lw is None else (lw * (1.0 / len(lw))).to(per.dtype)
+                    rec = grad
                 per.backward(grad)
                 opt.step()
                 per = per.detach()
-                loss_sum += torch.dot(per, grad)
+                loss_sum += per.sum() * rec if isinstance(rec, float) else torch.dot(per, rec)
                 if observe:
-                    feeder.observe_losses(idx, per)
+                    feeder.observe_losses(idx, strat.gather(per, bs) if sharded else per)
             self.step += 1
+            if sharded:
+                strat.after_step(self.step, model)
         self.examples += n * bs
         self._loss_steps += n
 
@@ -237,15 +290,21 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, split: str = "val", chunk: int = 8192) -> tuple[float, float]:
-        """(error rate, mean cross-entropy) of the current model on ``val`` or ``test``."""
+        """(error rate, mean loss) of the current model on ``val`` or ``test`` (cross-entropy unless the
+        run has its own ``loss_fn``)."""
         x, y = (self.data.x_val, self.data.y_val) if split == "val" else (self.data.x_test, self.data.y_test)
+        if len(y) == 0:
+            return math.nan, math.nan   # no such split (e.g. flag training on every row of a file)
         was_training = self.model.training
         self.model.eval()
-        wrong, loss = 0, 0.0
-        for i in range(0, len(y), chunk):
-            out = self.model(x[i:i + chunk]).float()
-            wrong += int((out.argmax(1) != y[i:i + chunk]).sum())
-            loss += float(F.cross_entropy(out, y[i:i + chunk], reduction="sum"))
+        wrong, loss, i = 0, 0.0, 0
+        for xb in _chunks(x, chunk):
+            out = self.model(xb).float()
+            yb = y[i:i + len(xb)]
+            i += len(xb)
+            wrong += int((out.argmax(1) != yb).sum())
+            loss += float(F.cross_entropy(out, yb, reduction="sum") if self.loss_fn is None
+                          else self.loss_fn(out, yb).float().sum())
         self.model.train(was_training)
         n = max(1, len(y))
         return wrong / n, loss / n
@@ -255,8 +314,7 @@ class Trainer:
         """Softmax probabilities of the current model on ``x`` (N x K), in eval mode."""
         was_training = self.model.training
         self.model.eval()
-        out = torch.cat([torch.softmax(self.model(x[i:i + chunk].to(self.device)).float(), 1)
-                         for i in range(0, len(x), chunk)])
+        out = torch.cat([torch.softmax(self.model(xb.to(self.device)).float(), 1) for xb in _chunks(x, chunk)])
         self.model.train(was_training)
         return out
 
@@ -267,59 +325,77 @@ class Trainer:
     # ------------------------------------------------------------------ orchestration
     def run(self, callbacks: Iterable[Callback] = (), on_row: Callable[[dict], None] | None = None,
             progress: Callable[[int, int], None] | None = None, check_every: int = 100) -> TrainResult:
-        cfg, budget = self.cfg, self.budget
+        """Train to the budget or a stop rule. Every evaluated row reaches ``on_row`` and every
+        callback (all of them, in order), then the stop rules apply: the target (with
+        ``stop_at_target``), else the first status a callback returned. With several ranks, rank 0
+        evaluates and decides; the others wait for its decision."""
+        cfg, budget, strat = self.cfg, self.budget, self.strategy
+        main = strat.is_main
+        if strat.world > 1:
+            check_every = cfg.eval_every   # ranks meet only at evaluations
         callbacks = list(callbacks)
         rows: list[dict] = []
-        status, steps_to_result, best = None, None, None
-        last_val = None
+        status, steps_to_result, time_to_result, best, last_val = None, None, None, None, None
         while self.step < budget and status is None:
             to_eval = cfg.eval_every - self.step % cfg.eval_every
             n = min(to_eval, check_every, budget - self.step)
             t0 = time.perf_counter()
             self.train_steps(n)
+            at_eval = self.step % cfg.eval_every == 0 or self.step >= budget
+            if at_eval:
+                strat.before_eval(self.step, self.model)
             self._sync()
             self.wall_s += time.perf_counter() - t0
             if progress is not None:
                 progress(self.step, budget)
-            if not torch.isfinite(self._loss_sum):
+            loss_total = strat.all_sum(self._loss_sum.detach().clone()) if strat.world > 1 else self._loss_sum
+            if not torch.isfinite(loss_total):
                 status = "diverged"
-                rows.append(self._row(float("nan"), float("nan")))
-                if on_row:
+                rows.append(self._row(float("nan"), float("nan"), loss_total))
+                if on_row and main:
                     on_row(rows[-1])
                 break
-            if self.step % cfg.eval_every and self.step < budget:
+            if not at_eval:
                 continue
-            t0 = time.perf_counter()
-            val_err, val_loss = self.evaluate("val")
-            self.eval_s += time.perf_counter() - t0
-            row = self._row(val_err, val_loss)
-            rows.append(row)
-            if on_row:
-                on_row(row)
-            last_val = val_err
-            best = val_err if best is None else min(best, val_err)
-            if cfg.target is not None and steps_to_result is None and val_err < cfg.target:
-                steps_to_result = self.step
-                if cfg.stop_at_target:
-                    status = "reached"
-                    break
-            for cb in callbacks:
-                s = cb(self, row)
-                if s:
-                    status = s
-                    break
+            decision = None
+            if main:
+                t0 = time.perf_counter()
+                val_err, val_loss = self.evaluate("val")
+                self.eval_s += time.perf_counter() - t0
+                row = self._row(val_err, val_loss, loss_total)
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+                last_val = val_err
+                if not math.isnan(val_err):
+                    best = val_err if best is None else min(best, val_err)
+                reached_now = cfg.target is not None and steps_to_result is None and val_err < cfg.target
+                if reached_now:
+                    steps_to_result, time_to_result = self.step, self.wall_s
+                for cb in callbacks:   # every row reaches every callback, then the stop rule applies
+                    s = cb(self, row)
+                    if s and decision is None:
+                        decision = s
+                if reached_now and cfg.stop_at_target:
+                    decision = "reached"
+            else:
+                self._loss_sum.zero_()
+                self._loss_steps = 0
+            status = strat.decide(decision)
+        self.close()
         if status is None:
             status = "reached" if steps_to_result is not None else "budget"
         test_error = None
-        if cfg.evaluate_test and status != "diverged":
+        if cfg.evaluate_test and status != "diverged" and main:
             t0 = time.perf_counter()
             test_error, _ = self.evaluate("test")
             self.eval_s += time.perf_counter() - t0
         return TrainResult(status, self.step, self.examples, steps_to_result, self.wall_s, self.eval_s,
-                           last_val, best, test_error, rows)
+                           last_val, best, test_error, time_to_result, rows)
 
-    def _row(self, val_error: float, val_loss: float) -> dict:
-        train_loss = float(self._loss_sum) / max(1, self._loss_steps)
+    def _row(self, val_error: float, val_loss: float, loss_total: torch.Tensor | None = None) -> dict:
+        total = self._loss_sum if loss_total is None else loss_total
+        train_loss = float(total) / max(1, self._loss_steps)
         self._loss_sum.zero_()
         self._loss_steps = 0
         return {
@@ -327,6 +403,7 @@ class Trainer:
             "wall_s": round(self.wall_s, 6), "eval_s": round(self.eval_s, 6), "train_loss": train_loss,
             "val_error": val_error, "val_loss": val_loss,
             "lr": self.cfg.lr * lr_factor(self.cfg, max(0, self.step - 1), self.budget),
+            **self.strategy.row(self.wall_s),
         }
 
 
@@ -335,7 +412,7 @@ DEFAULT_THREADS = 1  # torch intra-op threads of every run, library and CLI alik
 
 def train(data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig | None = None,
           feeder: Feeder | None = None, device: str = "cpu", threads: int | None = DEFAULT_THREADS,
-          **run_kwargs) -> tuple[TrainResult, Trainer]:
+          strategy: Strategy | None = None, loss_fn=None, **run_kwargs) -> tuple[TrainResult, Trainer]:
     """Convenience: build a :class:`Trainer` and run it. Returns (result, trainer).
 
     ``config`` defaults to ``TrainConfig()``; take a workload's defaults (batch size, lr, step
@@ -351,7 +428,36 @@ def train(data: Dataset, model_fn: Callable[[], nn.Module], config: TrainConfig 
         torch.set_num_threads(int(threads))
     try:
         trainer = Trainer(data, model_fn, config if config is not None else TrainConfig(), feeder=feeder,
-                          device=device)
+                          device=device, strategy=strategy, loss_fn=loss_fn)
         return trainer.run(**run_kwargs), trainer
     finally:
         torch.set_num_threads(old)
+
+
+def record_run(trial: TrialDir, trainer: Trainer, workload: str, record: dict | None = None,
+               callbacks: Iterable[Callback] = (), progress: Callable[[int, int], None] | None = None,
+               finish: Callable[[TrainResult], dict] | None = None) -> TrainResult:
+    """Run ``trainer`` and write its trial folder: ``trial.json`` (status ``running`` first) and
+    ``measurements.csv`` row by row as the evaluations come. With several ranks every rank trains
+    and rank 0 writes. The record holds the run's hyperparameters and budget, ``record``, the result,
+    the strategy's description and its untimed ``post_train`` measurements, and ``finish(result)``."""
+    cfg, strat = trainer.cfg, trainer.strategy
+    base = {
+        "id": trial.id, "workload": workload, "hparams": cfg.hparams(), "seed": cfg.seed,
+        "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
+        "target": cfg.target, "feed": trainer.feeder.state(), "config": asdict(cfg), **(record or {}),
+    }
+    main = strat.is_main
+    if main:
+        trial.start(base, columns=[*MEASUREMENT_COLUMNS, *strat.extra_columns])
+    try:
+        result = trainer.run(callbacks=callbacks, on_row=trial.add_row if main else None, progress=progress)
+    except BaseException:
+        if main:
+            trial.abort()   # stays ``running``: trained again from step 0 on resume
+        raise
+    extra = strat.post_train(trainer)
+    if main:
+        trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device),
+                      **strat.describe(), **extra, **(finish(result) if finish else {})})
+    return result

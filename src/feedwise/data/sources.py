@@ -39,7 +39,6 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +49,23 @@ import torch
 
 from feedwise.data.noise import add_label_noise
 from feedwise.errors import FeedwiseError
+from feedwise.files import write_npz
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 MAX_CLASSES = 100_000          # more classes than this is taken for a mistake (a label of 10^9 ...)
 MIN_MNIST1D_SAMPLES = 20
 
 _FILES_READ: contextvars.ContextVar[list | None] = contextvars.ContextVar("feedwise_files_read", default=None)
+
+
+_ROWS: contextvars.ContextVar[list | None] = contextvars.ContextVar("feedwise_rows", default=None)
+
+
+def note_rows(rows: np.ndarray) -> None:
+    """A loader tells which rows of the user's file its training split holds (npz)."""
+    box = _ROWS.get()
+    if box is not None:
+        box.append(np.asarray(rows, dtype=np.int64))
 
 
 def note_file(path: str | Path) -> None:
@@ -106,6 +116,8 @@ class Dataset:
     # the training labels before noise (equal to y_train when there is no noise)
     clean_y_train: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    # row numbers of the training examples in the user's source file (npz), when known
+    train_rows: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -120,7 +132,7 @@ class Dataset:
         return Dataset(
             self.name, move(self.x_train), move(self.y_train), move(self.x_val), move(self.y_val),
             move(self.x_test), move(self.y_test), self.num_classes, self.noisy_indices,
-            move(self.clean_y_train), dict(self.info),
+            move(self.clean_y_train), dict(self.info), self.train_rows,
         )
 
     def describe(self) -> dict:
@@ -168,11 +180,7 @@ def _mnist1d_raw(num_samples: int = 60_000, seed: int = 42, **_) -> tuple:
         "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    write_npz(path, **arrays)   # atomic, with the mode a plain open gives (shared caches stay readable)
     return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
 
 
@@ -267,7 +275,7 @@ def _cifar10_raw(data_dir: str | None = None, **_) -> tuple:
     return norm(xtr), ytr, norm(xte), yte
 
 
-def _npz_raw(data_dir: str | None = None, test_fraction: float = 0.2, split_seed: int = 0, **_) -> tuple:
+def _npz_raw(data_dir: str | None = None, test_fraction: float | None = None, split_seed: int = 0, **_) -> tuple:
     if not data_dir:
         raise FeedwiseError("the npz dataset needs --data-dir pointing at a .npz file holding x and y")
     p = Path(data_dir)
@@ -296,13 +304,22 @@ def _npz_raw(data_dir: str | None = None, test_fraction: float = 0.2, split_seed
             raise FeedwiseError(f"{p}: x_test has {xte.shape[0]} rows but y_test has {yte.shape[0]} labels "
                                 "(need one label per row)")
         _check_finite(xte, p, "x_test")
+        if test_fraction:
+            raise FeedwiseError(f"{p} holds its own test split (x_test, y_test): --test-fraction does not apply")
+        note_rows(np.arange(len(y)))
         return x, y, xte, yte
     num_classes(y, str(p), "y")   # the class rule on the whole file, before a test split is carved
+    if test_fraction is None:
+        test_fraction = 0.2
+    if test_fraction == 0:
+        note_rows(np.arange(len(y)))
+        return x, y, x[:0], y[:0]
     perm = np.random.default_rng(split_seed + 7919).permutation(len(y))
     n_test = max(1, int(round(test_fraction * len(y))))
     if n_test >= len(y):
         raise FeedwiseError(f"{p}: {len(y)} rows are too few to carve a test split and still train")
     te, tr = perm[:n_test], perm[n_test:]
+    note_rows(tr)
     return x[tr], y[tr], x[te], y[te]
 
 
@@ -316,6 +333,8 @@ def _inputs(a: np.ndarray, where, what: str) -> np.ndarray:
                             f"one feature, shape (N, ...) (a single feature: {what}.reshape(-1, 1))")
     if a.shape[0] == 0 or a[0].size == 0:
         raise FeedwiseError(f"{where}: {what} has shape {tuple(a.shape)}: no examples or no features")
+    if a.dtype == np.uint8:
+        return a   # images: scaled and standardised after the split (from_arrays)
     with np.errstate(over="ignore"):
         return a.astype(np.float32)
 
@@ -360,6 +379,8 @@ def num_classes(y: np.ndarray, where: str, what: str = "the training labels") ->
 
 def _check_finite(x: np.ndarray, where: str, what: str) -> None:
     """Refuse NaN/inf inputs, counting the rows that hold one (in chunks: no N x D temporary)."""
+    if len(x) == 0 or x.dtype.kind in "biu":
+        return
     flat = x.reshape(len(x), -1)
     bad, first = 0, None
     for i in range(0, len(flat), 4096):
@@ -414,6 +435,7 @@ def load_dataset(
     noise_seed: int = 0,
     max_train: int | None = None,
     num_samples: int | None = None,
+    test_fraction: float | None = None,
 ) -> Dataset:
     """Load ``name`` into memory, carve a validation split, optionally add label noise.
 
@@ -432,17 +454,56 @@ def load_dataset(
         if name != "mnist1d":
             raise FeedwiseError(f"--num-samples only applies to generated datasets (mnist1d), not {name}")
         kwargs["num_samples"] = int(num_samples)
-    token = _FILES_READ.set([])
+    if test_fraction is not None:
+        if name != "npz":
+            raise FeedwiseError(f"--test-fraction applies to your own files without a test split (npz), not {name}")
+        kwargs["test_fraction"] = check_fraction(test_fraction, "--test-fraction")
+    token, rows_token = _FILES_READ.set([]), _ROWS.set([])
     try:
         xtr, ytr, xte, yte = DATASETS[name](**kwargs)
-        files = _FILES_READ.get()
+        files, rows = _FILES_READ.get(), _ROWS.get()
     finally:
         _FILES_READ.reset(token)
+        _ROWS.reset(rows_token)
     where = f"{name} data in {data_dir}" if data_dir and name != "npz" else (data_dir or name)
+    return from_arrays(xtr, ytr, xte, yte, name=name, where=where, val_size=val_size, split_seed=split_seed,
+                       label_noise=label_noise, noise_seed=noise_seed, max_train=max_train,
+                       fingerprint=fingerprint_files(files) if files else None, rows=rows[0] if rows else None)
+
+
+def check_fraction(v, option: str) -> float:
+    """A split fraction in [0, 1)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise FeedwiseError(f"{option} must be a fraction in [0, 1), got {v!r}") from None
+    if not (0.0 <= f < 1.0):
+        raise FeedwiseError(f"{option} must be a fraction in [0, 1), got {v}")
+    return f
+
+
+def from_arrays(x, y, x_test, y_test, *, name: str = "arrays", where: str | None = None,
+                val_size: int | float = 0.1, split_seed: int = 0, label_noise: float = 0.0, noise_seed: int = 0,
+                max_train: int | None = None, fingerprint: str | None = None, rows: np.ndarray | None = None) -> Dataset:
+    """A :class:`Dataset` in memory from numpy arrays: the data rules (module docstring), a validation
+    split of ``val_size`` carved from ``x, y`` with ``split_seed`` (0: no validation split),
+    ``max_train``, label noise. ``rows``: the row number of each of ``x``'s rows in a source file.
+
+    Inputs are used as stored (float32), except ``uint8`` ones (images): scaled to [0, 1], then
+    standardised with the training split's mean and standard deviation. 3-D inputs (N × H × W)
+    get a channel axis (N × 1 × H × W); 4-D ones are N × C × H × W (channels first)."""
+    xtr, ytr, xte, yte = (np.asarray(a) for a in (x, y, x_test, y_test))
+    where = where or name
     k = check_arrays(xtr, ytr, xte, yte, where)
+    if xtr.dtype == np.uint8:
+        xtr, xte = xtr.astype(np.float32) / 255.0, xte.astype(np.float32) / 255.0
+        mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
+        xtr, xte = (xtr - mean) / std, (xte - mean) / std
+    if xtr.ndim == 3:
+        xtr, xte = xtr[:, None], xte[:, None]
     n = len(ytr)
     n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
-    if not (0 < n_val < n):
+    if not (0 <= n_val < n) or (n_val == 0 and val_size != 0):
         raise FeedwiseError(f"validation size {val_size} does not fit a training split of {n} examples")
     perm = np.random.default_rng(split_seed).permutation(n)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
@@ -458,5 +519,6 @@ def load_dataset(
         x_test=t(xte, torch.float32), y_test=t(yte, torch.int64),
         num_classes=k, noisy_indices=flipped, clean_y_train=t(y_train, torch.int64),
         info={"split_seed": split_seed, "label_noise": label_noise, "noise_seed": noise_seed,
-              **({"fingerprint": fingerprint_files(files)} if files else {})},
+              **({"fingerprint": fingerprint} if fingerprint else {})},
+        train_rows=None if rows is None else np.asarray(rows, dtype=np.int64)[train_idx],
     )

@@ -22,25 +22,9 @@ from __future__ import annotations
 import torch
 
 from feedwise.errors import FeedwiseError
+from feedwise.scores.history import stats_from_rows, std_hat
 
 _KEYS = ("count", "shift", "s1", "s2")   # the columns of the (N, 4) float64 state
-
-
-def stats_from_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(n, p̄, sample variance) from rows ``[count, shift, s1, s2]`` of the state.
-
-    Few tensor operations on purpose (this runs every step): undefined values come out as
-    NaN by plain arithmetic — n = 0 gives 0/0 for p̄, and n = 1 gives 0/0 for var because
-    the single observation is the shift, so s1 = s2 = 0 exactly."""
-    n, s1 = rows[:, 0], rows[:, 2]
-    c = s1 * s1 / n
-    var = ((rows[:, 3] - c) / (n - 1)).clamp_(min=0)  # clamp keeps NaN; rounding can dip below 0
-    return n, rows[:, 1] + s1 / n, var
-
-
-def std_hat(n: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """std̂ = sqrt(var + var²/(n − 1)) (NaN where var is)."""
-    return (var + var * var / (n - 1)).sqrt_()
 
 
 class PredictionHistory:

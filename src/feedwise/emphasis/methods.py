@@ -41,46 +41,31 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from feedwise.emphasis.history import PredictionHistory, stats_from_rows, std_hat
+from feedwise.emphasis.history import PredictionHistory
 from feedwise.errors import FeedwiseError
+from feedwise.scores import Score, emphasis, fill_value, get_score  # noqa: F401  (fill_value re-exported)
 
 DEFAULT_EPSILON = 0.05
 DEFAULT_BURN_IN = 2
-
-
-# each score maps rows [count, shift, s1, s2] of the history's state to a score (NaN: undefined)
-def _easy(rows: torch.Tensor) -> torch.Tensor:
-    return stats_from_rows(rows)[1]
-
-
-def _hard(rows: torch.Tensor) -> torch.Tensor:
-    return 1 - stats_from_rows(rows)[1]
-
-
-def _variance(rows: torch.Tensor) -> torch.Tensor:
-    n, _, v = stats_from_rows(rows)
-    return std_hat(n, v)
-
-
-def _closeness(rows: torch.Tensor) -> torch.Tensor:
-    m = stats_from_rows(rows)[1]
-    return m * (1 - m)
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     how: str            # order | sample | weight
-    score: str          # none | easy | hard | variance | closeness | loss
+    score: str          # none, or a score of feedwise.scores: easy | hard | variance | closeness | loss
     label: str          # the paper's name
     default_epsilon: float = DEFAULT_EPSILON
+    importance_weights: bool = False   # sampling reweighted by 1/(N p): the expected gradient stays unbiased
+
+    @property
+    def scorer(self) -> Score | None:
+        """The score this method emphasises by (None for uniform and scan)."""
+        return None if self.score == "none" else get_score(self.score)
 
     @property
     def uses_history(self) -> bool:
-        return self.score in SCORES
-
-
-SCORES = {"easy": _easy, "hard": _hard, "variance": _variance, "closeness": _closeness}
+        return self.scorer is not None and self.scorer.source == "history"
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("uniform", "order", "none", "SGD-Uni"),
@@ -93,7 +78,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("wpv", "weight", "variance", "SGD-WPV"),
     Method("stc", "sample", "closeness", "SGD-STC"),
     Method("wtc", "weight", "closeness", "SGD-WTC"),
-    Method("loss", "sample", "loss", "loss-IS", default_epsilon=1.0),
+    Method("loss", "sample", "loss", "loss-IS", default_epsilon=1.0, importance_weights=True),
 ]}
 
 
@@ -121,13 +106,6 @@ def check_burn_in(burn_in: float) -> float:
     return _check_non_negative(burn_in, "burn-in", "epochs")
 
 
-def fill_value(scores: torch.Tensor) -> float:
-    """The value given to examples whose score is undefined (NaN): the mean of the defined ones
-    (0 when none is defined). Scores are finite or NaN, never infinite."""
-    m = float(torch.nanmean(scores)) if scores.numel() else math.nan
-    return m if math.isfinite(m) else 0.0
-
-
 def draw(p: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """``k`` indices drawn i.i.d. with probabilities ``p`` (CPU, float64, sum 1).
 
@@ -148,10 +126,10 @@ def scores(history: PredictionHistory, method: str | Method, indices=None, fill:
     m = method if isinstance(method, Method) else get_method(method)
     if not m.uses_history:
         raise FeedwiseError(f"method '{m.name}' has no history score")
-    s = SCORES[m.score](history.rows(indices))
+    s = m.scorer(history.rows(indices))
     if fill is None:
-        fill = fill_value(s if indices is None else SCORES[m.score](history.rows()))
-    return torch.nan_to_num(s, nan=fill).clamp_min(0)
+        fill = fill_value(s if indices is None else m.scorer(history.rows()))
+    return emphasis(s, 0.0, fill)
 
 
 def probabilities(history: PredictionHistory, method: str | Method = "spv", epsilon: float = DEFAULT_EPSILON,
@@ -163,7 +141,10 @@ def probabilities(history: PredictionHistory, method: str | Method = "spv", epsi
         raise FeedwiseError(f"asked for sampling probabilities of {num_examples} examples from a history of "
                             f"{history.num_examples}")
     eps = check_epsilon(epsilon)
-    s = scores(history, method) + eps
+    m = method if isinstance(method, Method) else get_method(method)
+    if not m.uses_history:
+        raise FeedwiseError(f"method '{m.name}' has no history score")
+    s = emphasis(m.scorer(history.rows()), eps)
     total = s.sum()
     if not bool(total > 0):
         return torch.full_like(s, 1.0 / len(s))
@@ -178,5 +159,5 @@ def emphasis_weights(history: PredictionHistory, indices, method: str | Method =
     eps = check_epsilon(epsilon)
     idx = torch.as_tensor(indices, device=history.device).reshape(-1).long()
     history.check_indices(idx)
-    w = scores(history, method, idx, fill=fill) + (eps + 1e-12)  # 1e-12: all-zero scores give equal weights
+    w = emphasis(scores(history, method, idx, fill=fill), eps + 1e-12, fill=0.0)  # 1e-12: all-zero scores give equal weights
     return (w / w.mean()).to(torch.float32)

@@ -73,7 +73,7 @@ class ActiveBiasSampler(Sampler[int]):
         if m.how == "weight":
             raise FeedwiseError(f"method '{method}' weights the loss; use emphasis_weights() for it, "
                                 f"or the sampling twin '{'s' + method[1:]}' here")
-        if m.name == "scan" or m.score == "loss":
+        if m.name == "scan" or (m.scorer is not None and not m.uses_history):
             raise FeedwiseError(f"method '{method}' is not available as a sampler (use uniform, se, sd, spv, stc)")
         if data_source is not None and len(data_source) != history.num_examples:
             raise FeedwiseError(f"the dataset has {len(data_source)} examples but the history {history.num_examples}")

@@ -9,8 +9,11 @@
 - :mod:`feedwise.parallel.perfmodel` — the α–β / Amdahl model of time-to-result (pure maths;
   the report may import it, it imports no engine).
 
-The training loop shared by the three lives in :mod:`feedwise.parallel.worker`; process
-launching in :mod:`feedwise.parallel.launch`. Nothing heavy is imported here.
+Each is a :class:`feedwise.engine.Strategy` of the engine's one training loop; what they share
+(shards of the global batch, gathered observations, meeting at evaluations) is in
+:mod:`feedwise.parallel.sharded`, one rank's set-up in :mod:`feedwise.parallel.worker`, process
+launching in :mod:`feedwise.parallel.launch` and :mod:`feedwise.parallel.run`. Nothing heavy is
+imported here.
 """
 
 MODES = ("sync", "local-sgd", "hogwild")

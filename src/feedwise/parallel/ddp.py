@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from feedwise.engine import make_optimizer
-from feedwise.parallel.worker import Strategy
+from feedwise.parallel.sharded import Sharded
 
 SWEEP_BYTES = [4 * 2 ** k for k in range(6, 21, 2)]    # 256 B .. 4 MiB of float32
 
@@ -125,12 +125,12 @@ def timed_allreduce_hook(state, bucket):
     return fut.then(done)
 
 
-class SyncDDP(Strategy):
+class SyncDDP(Sharded):
     name = "sync"
 
     def wrap(self, model):
+        self.timer = None
         if self.world == 1:
-            self.timer = None
             return model
         self.timer = CommTimer(self.world)
         dev = next(model.parameters()).device
@@ -140,25 +140,29 @@ class SyncDDP(Strategy):
         self.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         return ddp
 
-    def loss(self, out, yb, global_batch):
-        s = F.cross_entropy(out, yb, reduction="sum")
-        return s * (self.world / global_batch), s.detach()
+    def grad_scale(self, local_n, global_n):
+        # DDP averages the gradients over the N ranks: N/B on each rank's sum is the global mean's gradient
+        return self.world / global_n
 
     def after_step(self, step, model):
         if self.timer is not None:
             self.timer.flush()
             self.comm_s = self.timer.total_s
 
-    def post_train(self, model, data, device) -> dict:
+    def post_train(self, trainer) -> dict:
         """The inputs of the α–β / Amdahl model, measured on these very processes after training."""
         out = {}
+        if not self.spec.measure_model:
+            return out
+        device = trainer.device
         if self.world > 1:
             out["allreduce_sweep"] = allreduce_sweep(device=device if device.type == "cuda" else None)
         if self.rank == 0:
             B = self.spec.config.batch_size
             batches = sorted({max(1, B // k) for k in (1, 2, 4, 8, 16)}, reverse=True)
-            out["compute_curve"] = compute_curve(model, data.x_train, data.y_train, self.spec.config, batches)
-            out["grad_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+            out["compute_curve"] = compute_curve(trainer.model, trainer.data.x_train, trainer.data.y_train,
+                                                 self.spec.config, batches)
+            out["grad_bytes"] = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
         return out
 
     def describe(self) -> dict:

@@ -17,18 +17,22 @@ import time
 import torch.distributed as dist
 
 from feedwise.errors import FeedwiseError
-from feedwise.parallel.worker import Strategy
+from feedwise.parallel.sharded import Sharded
 
 
-class Hogwild(Strategy):
+class Hogwild(Sharded):
     name = "hogwild"
+    observes_every_step = False
 
     def __init__(self, spec, rank):
         super().__init__(spec, rank)
         if spec.device.startswith("cuda") and spec.world_size > 1:
             raise FeedwiseError("hogwild runs on CPU shared memory; use --device cpu")
 
-    def end_chunk(self, step, model):
+    def grad_scale(self, local_n, global_n):
+        return 1.0 / local_n      # each process steps on the mean loss of its own shard
+
+    def before_eval(self, step, model):
         if self.world > 1:
             t0 = time.perf_counter()
             dist.barrier()

@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from feedwise.parallel.worker import Strategy
+from feedwise.parallel.sharded import Sharded
 
 
-class LocalSGD(Strategy):
+class LocalSGD(Sharded):
     name = "local-sgd"
 
     def __init__(self, spec, rank):
@@ -30,6 +30,9 @@ class LocalSGD(Strategy):
         self.H = max(1, int(spec.local_steps))
         self.averages = 0
         self._last_avg_step = 0
+
+    def grad_scale(self, local_n, global_n):
+        return 1.0 / local_n      # each rank steps on the mean loss of its own shard
 
     @torch.no_grad()
     def average(self, model) -> None:
@@ -49,7 +52,7 @@ class LocalSGD(Strategy):
             self.average(model)
             self._last_avg_step = step
 
-    def end_chunk(self, step, model):
+    def before_eval(self, step, model):
         if step != self._last_avg_step:
             self.average(model)
             self._last_avg_step = step

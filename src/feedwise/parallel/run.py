@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import torch
 
-from feedwise.engine import derive_seed
+from feedwise.engine import init_model
 from feedwise.errors import FeedwiseError
+from feedwise.feeds import make_feeder
 from feedwise.parallel import MODES
 from feedwise.parallel.launch import local_init_method, spawn, torchrun_env
 from feedwise.parallel.worker import WorkerSpec, train_worker
@@ -32,6 +33,9 @@ def check_spec(spec: WorkerSpec) -> None:
         raise FeedwiseError(f"batch size {spec.config.batch_size} is smaller than the {spec.world_size} workers")
     if spec.mode == "hogwild" and spec.device.startswith("cuda"):
         raise FeedwiseError("hogwild runs on CPU shared memory; use --device cpu")
+    if spec.mode == "hogwild" and spec.world_size > 1 and make_feeder(spec.feed).wants_observations:
+        raise FeedwiseError(f"feed '{spec.feed}' observes every example, which needs the workers to meet every "
+                            "step; Hogwild's do not (use --modes sync or local-sgd)")
 
 
 def _spawned(rank: int, spec: WorkerSpec, data, shared_model, result_path: str) -> None:
@@ -41,13 +45,8 @@ def _spawned(rank: int, spec: WorkerSpec, data, shared_model, result_path: str) 
 
 
 def shared_model_for(spec: WorkerSpec, data) -> torch.nn.Module:
-    """Hogwild's model, built once in the parent exactly as ``Trainer`` seeds it, in shared memory."""
-    cfg = spec.config
-    init_seed = cfg.init_seed if cfg.init_seed is not None else derive_seed(cfg.seed, "init")
-    model_fn = get_workload(spec.workload).model_fn(data)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = model_fn()
+    """Hogwild's model, built once in the parent as any run initialises it, in shared memory."""
+    model = init_model(get_workload(spec.workload).model_fn(data), spec.config)
     model.share_memory()
     return model
 
@@ -87,7 +86,7 @@ def run_as_torchrun_rank(spec: WorkerSpec, data=None) -> dict | None:
         raise FeedwiseError("not launched by torchrun (RANK/WORLD_SIZE are not set)")
     if spec.mode == "hogwild":
         raise FeedwiseError("hogwild shares memory between processes of one launcher; run it without torchrun "
-                            "(feedwise parallel --mode hogwild --workers N)")
+                            "(feedwise parallel --modes hogwild --workers N)")
     spec = replace(spec, world_size=env.world_size, init_method=None)
     check_spec(spec)
     return train_worker(env.rank, spec, data=data, local_rank=env.local_rank)

@@ -1,11 +1,8 @@
-"""Reports built from the files on disk only (never imports the engine).
+"""The report: one page from the files on disk only (never the engine).
 
-Each study kind has a module ``feedwise.report.<kind>`` defining
-``build_sections(study_dir: Path, assets: Path) -> list[Section]``: it reads ``summary.json``
-and ``trials/``, writes its PNGs into ``assets`` and returns sections; ``feedwise.report.html``
-assembles them into one self-contained page (images embedded) plus ``report.md``.
+Each study's part is its ``studies/<kind>/report.py`` (``build_sections(folder, assets)``, the
+study's ``QUESTION``, optionally ``build_overlay`` and ``conclusion``); :mod:`feedwise.report.page`
+assembles them into a self-contained ``index.html`` (images embedded) and ``report.md``. The
+building blocks the parts share are :mod:`feedwise.report.sections` (sections, tables) and
+:mod:`feedwise.report.plots` (matplotlib, atomic PNGs).
 """
-
-from feedwise.report.sections import Section, SECTION_MODULES
-
-__all__ = ["Section", "SECTION_MODULES"]

@@ -1,21 +1,10 @@
-"""The unit of a report: a titled section with HTML, Markdown and pictures."""
+"""The unit of a report: a titled section with HTML, Markdown and pictures; tables (escaped)."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
-
-# study kind (study.json "kind") -> module with build_sections(study_dir, assets) -> list[Section]
-SECTION_MODULES = {
-    "train": "feedwise.report.train",
-    "batch-size": "feedwise.report.batch_size",
-    "noise-scale": "feedwise.report.batch_size",
-    "emphasis": "feedwise.report.emphasis",
-    "subset": "feedwise.report.subset",
-    "scale-out": "feedwise.report.scale_out",
-    "flag": "feedwise.report.flag",
-}
-
 
 @dataclass
 class Section:
@@ -28,12 +17,13 @@ class Section:
 
 
 def table_html(header: list[str], rows: list[list]) -> str:
+    """An HTML table; every header and cell is text, escaped (a study name or label may hold < or &)."""
     def cell(v):
         if isinstance(v, float):
             return f"{v:.4g}"
-        return "" if v is None else str(v)
+        return "" if v is None else html.escape(str(v))
 
-    head = "".join(f"<th>{h}</th>" for h in header)
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict
 from typing import Callable, Iterable, NamedTuple
 
 import torch
 
 from feedwise.data.sources import Dataset
-from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer
-from feedwise.feeders import Feeder
+from feedwise.engine import DEFAULT_THREADS, Callback, TrainConfig, TrainResult, Trainer, record_run
+from feedwise.feeds.base import Feeder
 from feedwise.progress import say
 from feedwise.files import Claim
 from feedwise.results import TrialDir
@@ -59,23 +58,13 @@ def pick_device(device: str = "auto") -> torch.device:
 def run_trial(trial: TrialDir, workload: Workload, data: Dataset, cfg: TrainConfig, feeder: Feeder,
               device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (), record: dict | None = None,
               progress: Callable[[int, int], None] | None = None, model_fn=None) -> tuple[TrainResult, Trainer]:
-    """Train one run and write ``trial.json`` + ``measurements.csv`` (rows as they come).
+    """Train one run in this process and write ``trial.json`` + ``measurements.csv`` (rows as they come).
 
     The trial is claimed for the run (see :class:`feedwise.results.TrialDir`): by the caller, who
     holds it across what it adds afterwards, or else here; another process holding it is an error."""
-    base = {
-        "id": trial.id, "workload": workload.name, "hparams": cfg.hparams(), "seed": cfg.seed,
-        "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
-        "target": cfg.target, "feed": feeder.state(), "config": asdict(cfg), **(record or {}),
-    }
-    trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device)
-    trial.start(base)
-    try:
-        result = trainer.run(callbacks=callbacks, on_row=trial.add_row, progress=progress)
-    except BaseException:
-        trial.abort()   # stays ``running``: run again from step 0 on resume
-        raise
-    trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device)})
+    trainer = Trainer(data, model_fn or workload.model_fn(data), cfg, feeder=feeder, device=device,
+                      loss_fn=workload.loss)
+    result = record_run(trial, trainer, workload.name, record=record, callbacks=callbacks, progress=progress)
     return result, trainer
 
 

@@ -3,7 +3,7 @@
 Kept engine-free (imports run downward: studies -> engine -> ... -> subset): the checkpoint
 hook is a plain engine callback, ``cb(trainer, row) -> status | None``, that only needs
 ``trainer.predict_proba(x)``; how a member is trained is passed in by the caller
-(``feedwise.studies.subset`` passes a function that runs one recorded trial).
+(``feedwise.studies.subset.run`` passes a function that runs one recorded trial).
 
 A member run of S steps with C checkpoints evaluates every ``ceil(S / C)`` steps and runs
 ``C · ceil(S / C)`` steps, so exactly C checkpoints are scored. Each checkpoint's N x K

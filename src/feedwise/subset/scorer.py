@@ -8,16 +8,9 @@ nothing of shape M x N x K is ever held. The state is
     sum_ent  N      float64   sum over members of H[p_m]         -> mean member entropy
     votes    N x K  int32     members whose argmax is class k     -> modal vote count
 
-so memory is O(N·K) whatever M is. Heuristics (baal's spirit: a small class that only
-computes a score from the state) read the state; higher means more informative:
-
-    entropy           H[p̄]
-    bald              H[p̄] − mean_m H[p_m]            (mutual information)
-    variation-ratio   1 − max_k votes_k / M             (member argmax ties: lowest class)
-    margin            1 − (p̄_top1 − p̄_top2)
-    random            uniform noise from a seeded generator (the baseline)
-
-Entropies use the natural log, with 0·log 0 = 0.
+so memory is O(N·K) whatever M is. The acquisition heuristics that read the state (entropy,
+bald, variation-ratio, margin, random; higher means more informative) are the ensemble scores
+of :mod:`feedwise.scores.ensemble`.
 """
 
 from __future__ import annotations
@@ -27,17 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedwise.errors import FeedwiseError
+from feedwise.scores import SCORES
+from feedwise.scores.ensemble import EnsembleScore, entropy
 
 CHUNK = 8192           # rows per chunk when folding a member in
 PROB_TOLERANCE = 1e-3   # |row sum − 1| and negativity allowed in a member's probabilities
-
-
-def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Shannon entropy (nats) along ``axis`` with 0·log 0 = 0."""
-    p = np.asarray(p, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return -t.sum(axis=axis)
 
 
 def check_probabilities(probs, num_examples: int | None = None, num_classes: int | None = None,
@@ -77,62 +64,11 @@ class ScorerState:
         return self.sum_p / max(1, self.num_members)
 
 
-class Heuristic:
-    """An acquisition heuristic: a name and a score over the state (higher = more informative)."""
-
-    name = ""
-    needs_members = True
-
-    def __call__(self, state: ScorerState, rng: np.random.Generator | None = None) -> np.ndarray:
-        raise NotImplementedError
+# the acquisition heuristics are the ensemble scores of feedwise.scores
+ACQUISITIONS: dict[str, EnsembleScore] = {n: sc for n, sc in SCORES.items() if sc.source == "ensemble"}
 
 
-class Entropy(Heuristic):
-    name = "entropy"
-
-    def __call__(self, state, rng=None):
-        return entropy(state.mean_p())
-
-
-class BALD(Heuristic):
-    name = "bald"
-
-    def __call__(self, state, rng=None):
-        mi = entropy(state.mean_p()) - state.sum_ent / state.num_members
-        return np.maximum(mi, 0.0)   # ≥ 0 by concavity; clip float round-off
-
-
-class VariationRatio(Heuristic):
-    name = "variation-ratio"
-
-    def __call__(self, state, rng=None):
-        return 1.0 - state.votes.max(axis=1) / state.num_members
-
-
-class Margin(Heuristic):
-    name = "margin"
-
-    def __call__(self, state, rng=None):
-        p = state.mean_p()
-        if p.shape[1] < 2:
-            return np.zeros(p.shape[0])
-        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-        return 1.0 - (top2[:, 1] - top2[:, 0])
-
-
-class Random(Heuristic):
-    name = "random"
-    needs_members = False
-
-    def __call__(self, state, rng=None):
-        rng = rng if rng is not None else np.random.default_rng(0)
-        return rng.random(state.sum_ent.shape[0])
-
-
-ACQUISITIONS: dict[str, Heuristic] = {h.name: h for h in (Entropy(), BALD(), VariationRatio(), Margin(), Random())}
-
-
-def get_acquisition(name: str) -> Heuristic:
+def get_acquisition(name: str) -> EnsembleScore:
     if name not in ACQUISITIONS:
         raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join(ACQUISITIONS)})")
     return ACQUISITIONS[name]

@@ -1,0 +1,269 @@
+"""The gradient noise scale of your own training loop, online (McCandlish et al. 2018, appendix A).
+
+With the true gradient G and the per-example gradient covariance Σ, the gradient of the mean loss
+over B examples drawn without replacement from N has ``E|G_B|² = |G|² + c(B)·tr(Σ)`` with
+``c(B) = (N − B) / (B (N − 1))`` (``1/B`` when N is unknown or infinite). Two batch sizes
+B_small < B_big give unbiased estimates
+
+    tr(Σ)  ≈ (|G_small|² − |G_big|²) / (c(B_small) − c(B_big))
+    |G|²   ≈ |G_big|² − c(B_big) · tr(Σ)
+
+and the simple noise scale ``B_simple = tr(Σ) / |G|²``, the predicted critical batch size. Each
+estimate is noisy: they are averaged separately and divided (a ratio of means), over the whole
+series and over a recent window.
+
+:class:`NoiseScaleMonitor` gets the two gradient norms from what your loop computes anyway:
+
+- under DDP (``monitor.attach(ddp_model)``): each rank's local gradient is a small batch and the
+  all-reduced one the big batch; a communication hook reads both norms, at no extra forward or
+  backward pass (it replaces DDP's default hook with the same all-reduce plus two squared norms);
+- with gradient accumulation (``monitor.micro_batch()`` after each micro-batch's backward): each
+  micro-batch is a small batch and their mean the big batch (one copy of the gradients is kept);
+- otherwise ``monitor.probe(loss_fn, inputs, targets)`` every k steps: a big batch cut into small
+  ones, at the cost of their forward and backward passes.
+
+Three lines in a DDP loop::
+
+    monitor = NoiseScaleMonitor(batch_size=256, num_examples=len(train_set), out="noise.csv")  # 1
+    monitor.attach(ddp_model)                                                                 # 2
+    for x, y in loader:
+        loss = F.cross_entropy(ddp_model(x), y)
+        opt.zero_grad(); loss.backward()
+        monitor.step()                                                                        # 3
+        opt.step()
+
+The series goes to ``out`` (CSV, one row per measurement, written as it comes), a JSON summary
+next to it at :meth:`close`, and to TensorBoard when ``tensorboard`` names a log folder and the
+``tensorboard`` package is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from feedwise.errors import FeedwiseError
+
+COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple"]
+
+
+def finite_c(b: float, n: int | None) -> float:
+    """``c(B)``: the variance factor of a batch of B drawn without replacement from N (1/B for N unknown)."""
+    if n is None or n <= 1:
+        return 1.0 / b
+    return (n - b) / (b * (n - 1))
+
+
+def estimate(g2_small: float, g2_big: float, b_small: float, b_big: float, n: int | None = None) -> tuple[float, float]:
+    """(|G|², tr Σ) from the squared gradient norms at two batch sizes (unbiased; may be < 0)."""
+    if not 0 < b_small < b_big:
+        raise FeedwiseError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    cs, cb = finite_c(b_small, n), finite_c(b_big, n)
+    tr = (g2_small - g2_big) / (cs - cb)
+    return g2_big - cb * tr, tr
+
+
+def ratio_of_means(g2s, trs) -> float:
+    """mean(tr Σ) / mean(|G|²); NaN when the mean |G|² is not positive or there is nothing."""
+    if not len(g2s):
+        return math.nan
+    g2, tr = sum(g2s) / len(g2s), sum(trs) / len(trs)
+    return tr / g2 if g2 > 0 else math.nan
+
+
+def _sq_norm(tensors) -> float:
+    return float(sum(t.detach().double().pow(2).sum() for t in tensors if t is not None))
+
+
+class NoiseScaleMonitor:
+    """Online B_simple = tr(Σ)/|G|² of a training loop (see the module docs for the three modes).
+
+    ``batch_size``: the big batch (the global batch under DDP; the whole accumulated batch with
+    micro-batches). ``num_examples``: the dataset size N, for the without-replacement correction.
+    ``window``: measurements in the recent-window summary. ``out``: a CSV path; ``tensorboard``: a
+    log folder."""
+
+    def __init__(self, batch_size: int | None = None, *, num_examples: int | None = None, window: int = 50,
+                 out: str | Path | None = None, tensorboard: str | Path | None = None):
+        self.batch_size, self.num_examples, self.window = batch_size, num_examples, int(window)
+        if batch_size is not None and int(batch_size) < 2:
+            raise FeedwiseError(f"batch_size must be at least 2, got {batch_size}")
+        if self.window < 1:
+            raise FeedwiseError(f"window must be at least 1, got {window}")
+        self.rows: list[dict] = []
+        self.steps = 0
+        self._ddp = None
+        self._local_sq = 0.0
+        self._big_sq = 0.0
+        self._buckets = 0
+        self._micro: list[tuple[float, int]] = []
+        self._prev: list[torch.Tensor] | None = None
+        self._params: list[torch.nn.Parameter] | None = None
+        self.path = Path(out) if out is not None else None
+        self._file = self._csv = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", newline="")
+            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv.writeheader()
+        self._tb = None
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except Exception:  # tensorboard not installed: the CSV/JSON series still holds everything
+                self._tb = None
+            else:
+                self._tb = SummaryWriter(str(tensorboard))
+
+    # ------------------------------------------------------------------ recording
+    def record(self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None) -> dict:
+        """Add one measurement: the squared gradient norms at the small and the big batch size."""
+        g2, tr = estimate(g2_small, g2_big, b_small, b_big, self.num_examples)
+        row = {"step": self.steps if step is None else step, "b_small": b_small, "b_big": b_big,
+               "g2_small": g2_small, "g2_big": g2_big, "g2": g2, "trace": tr,
+               "b_simple_point": tr / g2 if g2 > 0 else math.nan}
+        self.rows.append(row)
+        row["b_simple"] = ratio_of_means([r["g2"] for r in self.rows], [r["trace"] for r in self.rows])
+        if self._csv is not None:
+            self._csv.writerow(row)
+            self._file.flush()
+        if self._tb is not None:
+            for k in ("b_simple", "b_simple_point", "g2", "trace"):
+                if math.isfinite(row[k]):
+                    self._tb.add_scalar(f"noise_scale/{k}", row[k], row["step"])
+        return row
+
+    # ------------------------------------------------------------------ DDP: local and all-reduced gradients
+    def attach(self, ddp_model) -> "NoiseScaleMonitor":
+        """Measure at every step of a ``DistributedDataParallel`` model from its own all-reduce.
+
+        Replaces DDP's default communication hook by the same all-reduce (divide by N, sum) that
+        also reads the squared norm of each bucket before (the local gradient) and after (the
+        all-reduced one). ``batch_size`` is the global batch; each rank's is ``batch_size / N``."""
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise FeedwiseError("attach() needs an initialised torch.distributed process group (DDP)")
+        if self.batch_size is None:
+            raise FeedwiseError("give batch_size (the global batch) to measure under DDP")
+        self.world = dist.get_world_size()
+        if self.world < 2:
+            raise FeedwiseError("attach() needs at least two ranks; with one process use micro_batch() or probe()")
+        self._ddp = ddp_model
+        ddp_model.register_comm_hook(self, _noise_hook)
+        return self
+
+    def step(self, step: int | None = None) -> dict | None:
+        """After ``backward()`` (DDP), or after the last micro-batch: record this step's measurement."""
+        self.steps += 1
+        if self._ddp is not None:
+            return self._ddp_step(step)
+        if self._micro:
+            return self._micro_step(step)
+        return None
+
+    def _ddp_step(self, step):
+        import torch.distributed as dist
+
+        if not self._buckets:
+            raise FeedwiseError("no gradient bucket went through the monitor's hook: call step() after backward()")
+        local = torch.tensor([self._local_sq], dtype=torch.float64)
+        if self._ddp is not None and next(self._ddp.parameters()).is_cuda:
+            local = local.cuda()
+        dist.all_reduce(local)   # one float64 per step: the mean over ranks of the local squared norms
+        g2_small = float(local) / self.world
+        g2_big = self._big_sq
+        self._local_sq, self._big_sq, self._buckets = 0.0, 0.0, 0
+        b_big = float(self.batch_size)
+        return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
+
+    # ------------------------------------------------------------------ micro-batches (gradient accumulation)
+    def micro_batch(self, model: torch.nn.Module, size: int, loss_scale: float) -> None:
+        """Call after each micro-batch's ``backward()``: ``size`` examples, whose mean loss was multiplied
+        by ``loss_scale`` before backward (usually 1 / the number of micro-batches)."""
+        if self._params is None:
+            self._params = [p for p in model.parameters() if p.requires_grad]
+        cur = [p.grad.detach().double().clone() if p.grad is not None else torch.zeros_like(p, dtype=torch.float64)
+               for p in self._params]
+        prev = self._prev
+        diff = cur if prev is None else [c - q for c, q in zip(cur, prev)]
+        self._micro.append((_sq_norm(diff) / (loss_scale * loss_scale), int(size), loss_scale))
+        self._prev = cur
+
+    def _micro_step(self, step):
+        micro, total, self._micro, self._prev = self._micro, self._prev, [], None
+        sizes = {s for _, s, _ in micro}
+        if len(micro) < 2 or len(sizes) != 1:
+            raise FeedwiseError("micro-batch measurements need at least two micro-batches of one size per step")
+        b_small = sizes.pop()
+        scale = sum(ls for _, _, ls in micro)   # the accumulated gradient is the sum of loss_scale x micro gradients
+        g2_big = _sq_norm(total) / (scale * scale)
+        g2_small = sum(g for g, _, _ in micro) / len(micro)
+        return self.record(g2_small, g2_big, b_small, b_small * len(micro), step)
+
+    # ------------------------------------------------------------------ a probe (extra compute)
+    def probe(self, model: torch.nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, b_small: int,
+              step: int | None = None) -> dict:
+        """Measure on one big batch ``inputs, targets`` cut into chunks of ``b_small``: costs one forward
+        and backward pass over it; the model's ``.grad`` is left untouched."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        k = len(targets) // int(b_small)
+        if k < 2:
+            raise FeedwiseError(f"the probe batch ({len(targets)}) must hold at least two chunks of {b_small}")
+        total, sq = None, 0.0
+        for c in range(k):
+            sl = slice(c * b_small, (c + 1) * b_small)
+            grads = torch.autograd.grad(loss_fn(model(inputs[sl]), targets[sl]), params)
+            flat = torch.cat([g.reshape(-1) for g in grads]).double()
+            sq += float(flat @ flat)
+            total = flat if total is None else total + flat
+        mean = total / k
+        return self.record(sq / k, float(mean @ mean), b_small, b_small * k, step)
+
+    # ------------------------------------------------------------------ results
+    def summary(self) -> dict:
+        g2s, trs = [r["g2"] for r in self.rows], [r["trace"] for r in self.rows]
+        w = self.window
+        return {"measurements": len(self.rows), "b_simple": ratio_of_means(g2s, trs),
+                "b_simple_recent": ratio_of_means(g2s[-w:], trs[-w:]), "window": w,
+                "rule": "ratio of means: mean(tr Sigma) / mean(|G|^2), over all measurements and over the last "
+                        f"{w}; finite-dataset correction with N = {self.num_examples}",
+                "num_examples": self.num_examples}
+
+    def close(self) -> dict:
+        """Finish the CSV, write ``<out>.json`` (the summary), close TensorBoard; returns the summary."""
+        s = self.summary()
+        if self._file is not None:
+            self._file.close()
+            self._file = self._csv = None
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None)
+                                       for k, v in s.items()}, indent=2) + "\n")
+            tmp.replace(self.path.with_suffix(".json"))
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        return s
+
+
+def _noise_hook(monitor: NoiseScaleMonitor, bucket):
+    """DDP's default all-reduce hook (divide by N, all-reduce), reading the bucket's squared norm before
+    (the local gradient) and after (the all-reduced one). No annotations: DDP inspects them."""
+    import torch.distributed as dist
+
+    buf = bucket.buffer()
+    monitor._local_sq += float(buf.detach().double().pow(2).sum())
+    buf.div_(monitor.world)
+    fut = dist.all_reduce(buf, async_op=True).get_future()
+
+    def done(f):
+        out = f.value()[0]
+        monitor._big_sq += float(out.detach().double().pow(2).sum())
+        monitor._buckets += 1
+        return out
+
+    return fut.then(done)

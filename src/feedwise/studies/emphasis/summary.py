@@ -1,0 +1,145 @@
+"""The emphasis study's summary, from trial records only: per-method test error, relative
+reduction vs uniform, paired tests over seeds (paired t-test — the primary test — and Wilcoxon
+signed-rank), Holm's correction across the methods, aggregated history diagnostics and plain
+sentences. Pure functions: no training, no files (the study in :mod:`feedwise.studies.emphasis.run`
+collects the records and writes ``summary.json``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from feedwise.emphasis.methods import METHODS
+
+def wilcoxon_min_p(n: int) -> float | None:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with ``n`` paired seeds:
+    all n differences of one sign, probability 2 / 2^n (n = 5: 0.0625, so it can never be below 0.05)."""
+    return 2.0 / 2 ** int(n) if n and int(n) > 0 else None
+
+
+def primary_test_text(seeds: int) -> str:
+    """What summary.json's ``primary_test`` says, with the real Wilcoxon floor for ``seeds`` seeds."""
+    floor = wilcoxon_min_p(seeds)
+    return ("paired t-test on per-seed test errors (two-sided); Wilcoxon signed-rank also reported"
+            + (f" (with {seeds} seeds its smallest possible two-sided p is {floor:.3g})" if floor else "")
+            + "; Holm correction across the methods compared with uniform")
+
+
+def paired_tests(base: list[float], other: list[float]) -> dict:
+    """Paired tests of ``other − base`` over seeds: t-test (primary) and Wilcoxon signed-rank."""
+    from scipy import stats
+
+    a, b = np.asarray(base, float), np.asarray(other, float)
+    d = b - a
+    out = {"n": int(len(d)), "mean_diff": float(d.mean()) if len(d) else None, "t_p": None, "wilcoxon_p": None,
+           "test": "paired t-test", "p": None}
+    if len(d) >= 2:
+        if np.allclose(d, d[0]):
+            out["t_p"] = 1.0 if d[0] == 0 else 0.0
+        else:
+            out["t_p"] = float(stats.ttest_rel(b, a).pvalue)
+        if np.any(d != 0):
+            try:
+                out["wilcoxon_p"] = float(stats.wilcoxon(b, a).pvalue)
+            except ValueError:
+                out["wilcoxon_p"] = None
+        else:
+            out["wilcoxon_p"] = 1.0
+    out["p"] = out["t_p"]
+    return out
+
+
+def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); None stays None."""
+    items = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda t: t[0])
+    m = len(items)
+    adjusted: dict[str, float | None] = {k: None for k in pvalues}
+    running = 0.0
+    for i, (p, k) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        adjusted[k] = running
+    return adjusted
+
+
+def _ms(values: list[float]) -> tuple[float | None, float | None]:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return None, None
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def summarise(records: list[dict], methods: list[str]) -> dict:
+    """The study summary from trial records (each with method, seed, test errors, diagnostics)."""
+    by: dict[str, dict[int, dict]] = {m: {} for m in methods}
+    for r in records:
+        if r.get("method") in by and r.get("status") != "running":
+            by[r["method"]][int(r["seed"])] = r
+    out: dict = {"methods": {}, "comparisons": {}}
+    base = by.get("uniform", {})
+    for which, key in (("final", "test_error"), ("best", "best_ckpt_test_error")):
+        pvals, comps = {}, {}
+        for m in methods:
+            runs = by[m]
+            errs = [runs[s].get(key) for s in sorted(runs)]
+            mean, std = _ms(errs)
+            entry = out["methods"].setdefault(m, {"label": METHODS[m].label, "seeds": sorted(runs)})
+            entry[which] = {"test_error_mean": mean, "test_error_std": std,
+                            "test_errors": {str(s): runs[s].get(key) for s in sorted(runs)}}
+            if m == "uniform":
+                continue
+            common = [s for s in sorted(runs) if s in base and runs[s].get(key) is not None
+                      and base[s].get(key) is not None]
+            u = [base[s][key] for s in common]
+            o = [runs[s][key] for s in common]
+            t = paired_tests(u, o)
+            mu = float(np.mean(u)) if u else None
+            t["relative_reduction"] = (mu - float(np.mean(o))) / mu if u and mu else None
+            t["seeds"] = common
+            comps[m] = t
+            pvals[m] = t["p"]
+        adj = holm(pvals)
+        for m, t in comps.items():
+            t["p_holm"] = adj[m]
+            t["significant"] = t["p"] is not None and t["p"] < 0.05
+            t["significant_holm"] = adj[m] is not None and adj[m] < 0.05
+        out["comparisons"][which] = comps
+    # wall time, curves and diagnostics
+    for m in methods:
+        runs = by[m]
+        out["methods"][m]["wall_s_mean"] = _ms([r.get("wall_s") for r in runs.values()])[0]
+        out["methods"][m]["best_step_mean"] = _ms([r.get("best_step") for r in runs.values()])[0]
+        diags = [r.get("diagnostics") or {} for r in runs.values()]
+        agg: dict = {}
+        for name in ("auroc_std", "auroc_mean", "auroc_loss", "top_share_std", "top_share_mean", "top_share_loss",
+                     "std_clean_mean", "std_noisy_mean", "emphasis_mass_noisy", "noisy_fraction"):
+            vals = [d.get(name) for d in diags if d.get(name) is not None]
+            if vals:
+                agg[name] = float(np.mean(vals))
+        hists = [d.get("std_hist") for d in diags if d.get("std_hist")]
+        if hists:
+            agg["std_hist"] = {"bins": hists[0]["bins"],
+                               "clean": np.sum([h["clean"] for h in hists], 0).tolist(),
+                               "noisy": np.sum([h["noisy"] for h in hists], 0).tolist()}
+        out["methods"][m]["diagnostics"] = agg
+    out["statement"] = statement(out, methods)
+    return out
+
+
+def statement(summary: dict, methods: list[str]) -> list[str]:
+    """Plain sentences: does each Active Bias method reduce test error vs uniform, with p-values."""
+    lines = []
+    for which, name in (("final", "final model"), ("best", "best-validation checkpoint")):
+        for m, t in summary["comparisons"].get(which, {}).items():
+            rr = t.get("relative_reduction")
+            if rr is None or t.get("p") is None:
+                lines.append(f"{m} ({name}): not enough paired seeds to compare with uniform.")
+                continue
+            verdict = "reduces" if rr > 0 else "increases" if rr < 0 else "does not change"
+            sig = ("significant after Holm" if t["significant_holm"] else
+                   "significant before but not after Holm" if t["significant"] else "not significant")
+            lines.append(f"{m} ({name}): {verdict} test error vs uniform by {abs(rr) * 100:.1f}% relative "
+                         f"(paired t-test p={t['p']:.3g}, Holm p={t['p_holm']:.3g}, Wilcoxon p="
+                         f"{'n/a' if t['wilcoxon_p'] is None else format(t['wilcoxon_p'], '.3g')}, "
+                         f"n={t['n']}): {sig}.")
+    return lines

@@ -1,0 +1,1 @@
+"""`feedwise flag`: label issues from a training run or from the user's own files: run, report, cli."""

@@ -1,0 +1,1 @@
+"""`feedwise train`: one run of the engine into the results layout (run, report, cli)."""
