@@ -42,11 +42,13 @@ def test_cnn_workload_file_through_batch_size_and_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("FEEDWISE_EXAMPLE_TINY", "1")
     monkeypatch.chdir(ROOT)
     spec = "examples/cnn_workload.py:FASHION_CNN"
-    assert main(["batch-size", "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--max-steps", "120",
+    space = tmp_path / "space.json"      # a narrow learning-rate range: every trial should train
+    space.write_text(json.dumps({"lr": [0.01, 0.05], "one_minus_momentum": [0.05, 0.2]}))
+    assert main(["batch-size", "--space", str(space), "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--max-steps", "120",
                  "--ref-batch", "0", "--eval-every", "20", "--target", "0.5", "--num-samples", "720",
                  "--out", str(tmp_path / "bs")]) == 0
     s = _json(tmp_path / "bs/summary.json")
-    assert any(b["steps_to_result"] for b in s["batch_sizes"])
+    assert all(b["steps_to_result"] for b in s["batch_sizes"]), s["batch_sizes"]
     study = _json(tmp_path / "bs/study.json")
     assert study["config"]["workload"] == f"{EXAMPLES / 'cnn_workload.py'}:FASHION_CNN"
     assert main(["flag", "--workload", spec, "--label-noise", "0.2", "--steps", "150", "--eval-every", "50",
