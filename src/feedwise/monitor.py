@@ -16,7 +16,12 @@ series and over a recent window.
 
 - under DDP (``monitor.attach(ddp_model)``): each rank's local gradient is a small batch and the
   all-reduced one the big batch; a communication hook reads both norms, at no extra forward or
-  backward pass (it replaces DDP's default hook with the same all-reduce plus two squared norms);
+  backward pass and no extra collective: it replaces DDP's default hook with the same all-reduce,
+  takes each bucket's squared norm before it, and sends this rank's total local squared norm as
+  one extra element of the last bucket's all-reduce (a copy of that bucket; a last bucket over
+  ``PACK_LIMIT`` elements or in half precision is sent as is, and the norms by one small
+  all-reduce in :meth:`NoiseScaleMonitor.step`). The all-reduced norm is read from the
+  parameters' gradients in ``step()``;
 - with gradient accumulation (``monitor.micro_batch()`` after each micro-batch's backward): each
   micro-batch is a small batch and their mean the big batch (one copy of the gradients is kept);
 - otherwise ``monitor.probe(loss_fn, inputs, targets)`` every k steps: a big batch cut into small
@@ -49,6 +54,7 @@ import torch
 from feedwise.errors import FeedwiseError
 
 COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple"]
+PACK_LIMIT = 1 << 22    # elements of a last DDP bucket copied to carry the local squared norm in its all-reduce
 
 
 def finite_c(b: float, n: int | None) -> float:
@@ -95,10 +101,11 @@ class NoiseScaleMonitor:
         if self.window < 1:
             raise FeedwiseError(f"window must be at least 1, got {window}")
         self.rows: list[dict] = []
+        self._sum_g2 = self._sum_trace = 0.0   # running sums: the series' ratio of means in O(1) per step
         self.steps = 0
         self._ddp = None
-        self._local_sq = 0.0
-        self._big_sq = 0.0
+        self._local_parts: list[torch.Tensor] = []   # this step's per-bucket local squared norms (not yet sent)
+        self._reduced_local: torch.Tensor | None = None  # their sum over ranks, from the last bucket's all-reduce
         self._buckets = 0
         self._micro: list[tuple[float, int]] = []
         self._prev: list[torch.Tensor] | None = None
@@ -127,7 +134,9 @@ class NoiseScaleMonitor:
                "g2_small": g2_small, "g2_big": g2_big, "g2": g2, "trace": tr,
                "b_simple_point": tr / g2 if g2 > 0 else math.nan}
         self.rows.append(row)
-        row["b_simple"] = ratio_of_means([r["g2"] for r in self.rows], [r["trace"] for r in self.rows])
+        self._sum_g2 += g2
+        self._sum_trace += tr
+        row["b_simple"] = self._sum_trace / self._sum_g2 if self._sum_g2 > 0 else math.nan   # = ratio_of_means(all rows)
         if self._csv is not None:
             self._csv.writerow(row)
             self._file.flush()
@@ -171,13 +180,16 @@ class NoiseScaleMonitor:
 
         if not self._buckets:
             raise FeedwiseError("no gradient bucket went through the monitor's hook: call step() after backward()")
-        local = torch.tensor([self._local_sq], dtype=torch.float64)
-        if self._ddp is not None and next(self._ddp.parameters()).is_cuda:
-            local = local.cuda()
-        dist.all_reduce(local)   # one float64 per step: the mean over ranks of the local squared norms
-        g2_small = float(local) / self.world
-        g2_big = self._big_sq
-        self._local_sq, self._big_sq, self._buckets = 0.0, 0.0, 0
+        if self._reduced_local is not None:      # sent inside the last bucket's all-reduce
+            total = float(self._reduced_local)
+        else:                                   # the last bucket was too big or half precision: one float64
+            local = torch.stack([t.double() for t in self._local_parts]).sum().reshape(1)
+            dist.all_reduce(local)
+            total = float(local)
+        g2_small = total / self.world           # the mean over ranks of the local squared norms
+        # the all-reduced gradient is what DDP wrote into .grad: the big batch's squared norm
+        g2_big = float(sum(_sq(p.grad) for p in self._ddp.parameters() if p.requires_grad and p.grad is not None))
+        self._local_parts, self._reduced_local, self._buckets = [], None, 0
         b_big = float(self.batch_size)
         return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
 
@@ -250,20 +262,35 @@ class NoiseScaleMonitor:
         return s
 
 
+def _sq(t: torch.Tensor) -> torch.Tensor:
+    """Squared norm as a 0-d tensor on ``t``'s device (no host sync); float32/64 summed in their dtype."""
+    flat = t.detach().reshape(-1)
+    if flat.dtype in (torch.float32, torch.float64):
+        return torch.dot(flat, flat)
+    return flat.double().pow(2).sum()
+
+
 def _noise_hook(monitor: NoiseScaleMonitor, bucket):
-    """DDP's default all-reduce hook (divide by N, all-reduce), reading the bucket's squared norm before
-    (the local gradient) and after (the all-reduced one). No annotations: DDP inspects them."""
+    """DDP's default all-reduce hook (divide by N, all-reduce) that also takes the bucket's local squared
+    norm; the last bucket carries this rank's total as one extra element. No annotations: DDP inspects them."""
     import torch.distributed as dist
 
     buf = bucket.buffer()
-    monitor._local_sq += float(buf.detach().double().pow(2).sum())
+    monitor._local_parts.append(_sq(buf))
+    monitor._buckets += 1
     buf.div_(monitor.world)
-    fut = dist.all_reduce(buf, async_op=True).get_future()
+    if bucket.is_last() and buf.dtype in (torch.float32, torch.float64) and buf.numel() <= PACK_LIMIT:
+        n = buf.numel()
+        packed = torch.empty(n + 1, dtype=buf.dtype, device=buf.device)
+        packed[:n].copy_(buf)
+        packed[n] = torch.stack(monitor._local_parts).sum()
+        monitor._local_parts = []
+        fut = dist.all_reduce(packed, async_op=True).get_future()
 
-    def done(f):
-        out = f.value()[0]
-        monitor._big_sq += float(out.detach().double().pow(2).sum())
-        monitor._buckets += 1
-        return out
+        def unpack(f):
+            out = f.value()[0]
+            monitor._reduced_local = out[n]
+            return out[:n]       # DDP copies the bucket's gradients from this view
 
-    return fut.then(done)
+        return fut.then(unpack)
+    return dist.all_reduce(buf, async_op=True).get_future().then(lambda f: f.value()[0])
