@@ -9,12 +9,12 @@
     without the finite-dataset correction. Goal: within 5% of the exact value.
 (b) Cost under DDP. Two processes (gloo, one torch thread each, ``torch.multiprocessing`` spawn on a
     ``free_port``) train two copies of the model, each wrapped in its own ``DistributedDataParallel``:
-    one with DDP's default communication hook, one with ``monitor.attach(ddp)`` (+ ``monitor.step()``
-    after every backward). Global batch 128 (64 per rank), identical batches. Protocol: 2 warm-up
+    one with DDP's default communication hook, others with ``monitor.attach(ddp)`` (+ ``monitor.step()``
+    after every backward) measuring every step (``every=1``) or one step in 10 (``every=10``). Global batch 128 (64 per rank), identical batches. Protocol: 2 warm-up
     chunks each, then ``--rounds`` rounds of ``--chunk`` steps per model, order alternated every round;
     a chunk's time is the slower rank's; ratio monitored / default per round. Goal: median <= 1.05.
     Also the CPU time of both processes (all their threads) per step, less sensitive to waiting for
-    the other rank on a loaded machine.
+    the other rank on a loaded machine. (Three models: the order is rotated every round.)
 
 Output: benchmarks/results/noise_monitor.json.
 
@@ -126,23 +126,26 @@ def _ddp_rank(rank, port, cfg, path):
         make = w.model_fn(data)
         torch.manual_seed(0)
         base = make()
-        models = {"default": base, "monitored": make()}
-        models["monitored"].load_state_dict(base.state_dict())
+        names = ["default"] + [f"every{e}" for e in cfg["every"]]
+        models = {k: make() for k in names}
+        for m in models.values():
+            m.load_state_dict(base.state_dict())
         ddps = {k: DistributedDataParallel(m) for k, m in models.items()}
         opts = {k: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for k, m in models.items()}
-        monitor = NoiseScaleMonitor(batch_size=cfg["batch"], num_examples=n).attach(ddps["monitored"])
-        gens = {k: torch.Generator().manual_seed(1) for k in models}   # identical batches for both
+        monitors = {f"every{e}": NoiseScaleMonitor(batch_size=cfg["batch"], num_examples=n, every=e).attach(
+            ddps[f"every{e}"]) for e in cfg["every"]}
+        gens = {k: torch.Generator().manual_seed(1) for k in models}   # identical batches for all
         half = cfg["batch"] // 2
 
         def steps(k, count):
-            ddp, opt, g = ddps[k], opts[k], gens[k]
+            ddp, opt, g, monitor = ddps[k], opts[k], gens[k], monitors.get(k)
             for _ in range(count):
                 idx = torch.randint(n, (cfg["batch"],), generator=g)
                 mine = idx[rank * half:(rank + 1) * half]
                 loss = F.cross_entropy(ddp(x[mine]), y[mine])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if k == "monitored":
+                if monitor is not None:
                     monitor.step()
                 opt.step()
 
@@ -151,9 +154,8 @@ def _ddp_rank(rank, port, cfg, path):
                 steps(k, cfg["chunk"])
         times = {k: [] for k in models}
         cpu = {k: [] for k in models}
-        names = list(models)
         for r in range(cfg["rounds"]):
-            for k in (names if r % 2 == 0 else names[::-1]):
+            for k in names[r % len(names):] + names[:r % len(names)]:
                 dist.barrier()
                 t0, c0 = time.perf_counter(), time.process_time()
                 steps(k, cfg["chunk"])
@@ -164,9 +166,9 @@ def _ddp_rank(rank, port, cfg, path):
                 times[k].append(float(dt) / cfg["chunk"])
                 cpu[k].append(float(dc) / cfg["chunk"])
         if rank == 0:
-            s = monitor.summary()
-            Path(path).write_text(json.dumps({"times": times, "cpu": cpu, "measurements": s["measurements"],
-                                              "b_simple": s["b_simple"]}))
+            Path(path).write_text(json.dumps({"times": times, "cpu": cpu, "monitors": {
+                k: {"measurements": m.summary()["measurements"], "b_simple": m.summary()["b_simple"]}
+                for k, m in monitors.items()}}))
     finally:
         dist.destroy_process_group()
 
@@ -177,7 +179,7 @@ def ddp_part(a) -> dict:
     from feedwise.parallel.launch import free_port
 
     get_workload("mnist1d-mlp").load()   # generate/cache the data once, before the ranks read it
-    cfg = {"batch": 128, "chunk": a.chunk, "rounds": a.rounds}
+    cfg = {"batch": 128, "chunk": a.chunk, "rounds": a.rounds, "every": [int(e) for e in a.every.split(",")]}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ddp.json"
         t0 = time.perf_counter()
@@ -185,19 +187,21 @@ def ddp_part(a) -> dict:
         wall = time.perf_counter() - t0
         got = json.loads(path.read_text())
     t, c = got["times"], got["cpu"]
-    ratios = [m / d for m, d in zip(t["monitored"], t["default"])]
-    r = stats(ratios)
-    rc = stats([m / d for m, d in zip(c["monitored"], c["default"])])
-    print(f"DDP 2x gloo: monitored/default median {r['median']:.3f} [q1 {r['q1']:.3f}, q3 {r['q3']:.3f}; "
-          f"min {r['min']:.3f}, max {r['max']:.3f}]; default {1e3 * stats(t['default'])['median']:.2f} ms/step, "
-          f"monitored {1e3 * stats(t['monitored'])['median']:.2f} ms/step; CPU time (both ranks) ratio median "
-          f"{rc['median']:.3f} [q1 {rc['q1']:.3f}, q3 {rc['q3']:.3f}]", flush=True)
-    return {"world_size": 2, "backend": "gloo", "threads_per_rank": 1, "global_batch": 128, **cfg,
-            "wall_s": wall, "ms_per_step": {k: stats([1e3 * v for v in vs]) for k, vs in t.items()},
-            "ratio_monitored_to_default": r,
-            "cpu_ms_per_step_both_ranks": {k: stats([1e3 * v for v in vs]) for k, vs in c.items()},
-            "cpu_ratio_monitored_to_default": rc, "monitor_measurements": got["measurements"],
-            "b_simple_during_run": got["b_simple"], "raw_s_per_step": t, "passes": r["median"] <= 1.05}
+    out = {"world_size": 2, "backend": "gloo", "threads_per_rank": 1, "global_batch": 128, **cfg, "wall_s": wall,
+           "ms_per_step": {k: stats([1e3 * v for v in vs]) for k, vs in t.items()},
+           "cpu_ms_per_step_both_ranks": {k: stats([1e3 * v for v in vs]) for k, vs in c.items()},
+           "monitors": got["monitors"], "raw_s_per_step": t, "raw_cpu_s_per_step": c}
+    for e in cfg["every"]:
+        k = f"every{e}"
+        r = stats([m / d for m, d in zip(t[k], t["default"])])
+        rc = stats([m / d for m, d in zip(c[k], c["default"])])
+        out[f"ratio_{k}_to_default"], out[f"cpu_ratio_{k}_to_default"] = r, rc
+        out[f"passes_{k}"] = r["median"] <= 1.05
+        print(f"DDP 2x gloo, measuring every {e} step(s): monitored/default median {r['median']:.3f} [q1 {r['q1']:.3f}, "
+              f"q3 {r['q3']:.3f}; min {r['min']:.3f}, max {r['max']:.3f}]; {1e3 * stats(t[k])['median']:.2f} vs "
+              f"{1e3 * stats(t['default'])['median']:.2f} ms/step; CPU time (both ranks) ratio median "
+              f"{rc['median']:.3f} [q1 {rc['q1']:.3f}, q3 {rc['q3']:.3f}]", flush=True)
+    return out
 
 
 def main():
@@ -208,6 +212,7 @@ def main():
     ap.add_argument("--b-big", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--chunk", type=int, default=50)
+    ap.add_argument("--every", default="1,10", help="monitors measuring one step in k, each its own model (DDP part)")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-ddp", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "noise_monitor.json"))
@@ -217,6 +222,8 @@ def main():
     load0, t0 = os.getloadavg(), time.perf_counter()
     out = {"benchmark": "noise_monitor", "goals": {"accuracy": "|monitor / exact - 1| <= 0.05",
                                                    "ddp": "monitored / default time per step (median) <= 1.05"},
+           "runs_in_this_file": "one run of each part; earlier runs: noise_monitor_before.json (first hook), "
+                                "noise_monitor_hook2_run1.json and noise_monitor_hook2_run2.json (second hook, no every=)",
            "protocol": __doc__.split("\n\n")[1:3]}
     if not a.skip_accuracy:
         out["accuracy"] = accuracy_part(a)

@@ -149,3 +149,24 @@ def test_own_loop_with_an_active_bias_sampler(tiny):
     h = PredictionHistory(tiny.num_train)
     model = ex.train_loop(tiny.x_train, tiny.y_train, steps=60, batch_size=64, method="spv", history=h)
     assert int(h.count().sum()) == 60 * 64 and ex.error_rate(model, tiny.x_val, tiny.y_val) < 0.9
+
+
+# ------------------------------------------------------------------------------ the README's commands
+def test_readme_sh_commands_of_the_own_code_section_parse():
+    """The ```sh blocks of "Your own model, data and loop" are not run by tests/test_readme.py (they train
+    real workloads for minutes); their commands must parse, and the runs above cover them tiny."""
+    import re
+    import shlex
+
+    from feedwise.cli import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Your own model, data and loop", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for b in re.findall(r"^```sh\n(.*?)^```", section, flags=re.S | re.M) for ln in b.splitlines()
+             if ln.startswith("feedwise ")]
+    assert len(lines) >= 2
+    for ln in lines:
+        argv = shlex.split(ln)[1:]
+        build_parser().parse_args(argv)
+        spec = argv[argv.index("--workload") + 1]
+        assert (ROOT / spec.split(":")[0]).is_file(), spec
