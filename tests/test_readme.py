@@ -60,7 +60,8 @@ def test_the_readme_has_its_python_blocks():
 
 
 @pytest.mark.parametrize("i", range(len(PYTHON_BLOCKS)))
-def test_python_block_runs_as_written(i, data_cache, capsys):
+def test_python_block_runs_as_written(i, data_cache, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # blocks that save files (labels.npy, runs/...) write them in the current folder
     block = PYTHON_BLOCKS[i]
     for old, new in DATA_SIZES.items():
         assert block.count(old) <= 1

@@ -16,11 +16,20 @@ series and over a recent window.
 
 - under DDP (``monitor.attach(ddp_model)``): each rank's local gradient is a small batch and the
   all-reduced one the big batch; a communication hook reads both norms, at no extra forward or
-  backward pass (it replaces DDP's default hook with the same all-reduce plus two squared norms);
+  backward pass and no extra collective: it replaces DDP's default hook with the same all-reduce,
+  takes each bucket's squared norm before it, and sends this rank's total local squared norm as
+  one extra element of the last bucket's all-reduce (a copy of that bucket; a last bucket over
+  ``PACK_LIMIT`` elements or in half precision is sent as is, and the norms by one small
+  all-reduce in :meth:`NoiseScaleMonitor.step`). The all-reduced norm is read from the buckets
+  DDP reduced, in ``step()``;
 - with gradient accumulation (``monitor.micro_batch()`` after each micro-batch's backward): each
   micro-batch is a small batch and their mean the big batch (one copy of the gradients is kept);
 - otherwise ``monitor.probe(loss_fn, inputs, targets)`` every k steps: a big batch cut into small
   ones, at the cost of their forward and backward passes.
+
+Each measured step costs two squared norms and a copy of the last bucket (about 15% of a 4 ms
+step of a 79k-parameter MLP on a loaded 2-core machine, ``benchmarks/results/noise_monitor*.json``);
+``every=k`` measures one step in k and leaves the others to DDP's plain all-reduce.
 
 Three lines in a DDP loop::
 
@@ -49,6 +58,7 @@ import torch
 from feedwise.errors import FeedwiseError
 
 COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple"]
+PACK_LIMIT = 1 << 22    # elements of a last DDP bucket copied to carry the local squared norm in its all-reduce
 
 
 def finite_c(b: float, n: int | None) -> float:
@@ -85,20 +95,27 @@ class NoiseScaleMonitor:
     ``batch_size``: the big batch (the global batch under DDP; the whole accumulated batch with
     micro-batches). ``num_examples``: the dataset size N, for the without-replacement correction.
     ``window``: measurements in the recent-window summary. ``out``: a CSV path; ``tensorboard``: a
-    log folder."""
+    log folder. ``every``: under DDP, measure one step in ``every`` (the first, then every
+    ``every``-th); the other steps run DDP's plain all-reduce (``step()`` returns None for them)."""
 
     def __init__(self, batch_size: int | None = None, *, num_examples: int | None = None, window: int = 50,
-                 out: str | Path | None = None, tensorboard: str | Path | None = None):
+                 out: str | Path | None = None, tensorboard: str | Path | None = None, every: int = 1):
         self.batch_size, self.num_examples, self.window = batch_size, num_examples, int(window)
         if batch_size is not None and int(batch_size) < 2:
             raise FeedwiseError(f"batch_size must be at least 2, got {batch_size}")
         if self.window < 1:
             raise FeedwiseError(f"window must be at least 1, got {window}")
+        self.every = int(every)
+        if self.every < 1:
+            raise FeedwiseError(f"every must be at least 1, got {every}")
+        self._measure = True   # whether the DDP hook measures the current step
         self.rows: list[dict] = []
+        self._sum_g2 = self._sum_trace = 0.0   # running sums: the series' ratio of means in O(1) per step
         self.steps = 0
         self._ddp = None
-        self._local_sq = 0.0
-        self._big_sq = 0.0
+        self._local_parts: list[torch.Tensor] = []   # this step's per-bucket local squared norms (not yet sent)
+        self._packed: torch.Tensor | None = None      # the last bucket + this rank's local squared norm, all-reduced
+        self._reduced: list[torch.Tensor] = []        # the other all-reduced buckets (the big batch's gradient)
         self._buckets = 0
         self._micro: list[tuple[float, int]] = []
         self._prev: list[torch.Tensor] | None = None
@@ -127,7 +144,9 @@ class NoiseScaleMonitor:
                "g2_small": g2_small, "g2_big": g2_big, "g2": g2, "trace": tr,
                "b_simple_point": tr / g2 if g2 > 0 else math.nan}
         self.rows.append(row)
-        row["b_simple"] = ratio_of_means([r["g2"] for r in self.rows], [r["trace"] for r in self.rows])
+        self._sum_g2 += g2
+        self._sum_trace += tr
+        row["b_simple"] = self._sum_trace / self._sum_g2 if self._sum_g2 > 0 else math.nan   # = ratio_of_means(all rows)
         if self._csv is not None:
             self._csv.writerow(row)
             self._file.flush()
@@ -161,6 +180,13 @@ class NoiseScaleMonitor:
         """After ``backward()`` (DDP), or after the last micro-batch: record this step's measurement."""
         self.steps += 1
         if self._ddp is not None:
+            measured, self._measure = self._measure, self.steps % self.every == 0
+            if not measured:
+                if not self._buckets:
+                    raise FeedwiseError("no gradient bucket went through the monitor's hook: call step() after "
+                                        "backward()")
+                self._buckets = 0
+                return None
             return self._ddp_step(step)
         if self._micro:
             return self._micro_step(step)
@@ -171,13 +197,18 @@ class NoiseScaleMonitor:
 
         if not self._buckets:
             raise FeedwiseError("no gradient bucket went through the monitor's hook: call step() after backward()")
-        local = torch.tensor([self._local_sq], dtype=torch.float64)
-        if self._ddp is not None and next(self._ddp.parameters()).is_cuda:
-            local = local.cuda()
-        dist.all_reduce(local)   # one float64 per step: the mean over ranks of the local squared norms
-        g2_small = float(local) / self.world
-        g2_big = self._big_sq
-        self._local_sq, self._big_sq, self._buckets = 0.0, 0.0, 0
+        parts = self._reduced                   # the all-reduced buckets: the big batch's gradient
+        packed = self._packed
+        if packed is not None:                  # sent inside the last bucket's all-reduce, divided by N with it:
+            n = packed.numel() - 1              # the mean over ranks of the local squared norms
+            g2_small = float(packed[n])
+            parts.append(packed[:n])
+        else:                                   # the last bucket was too big or half precision: one float64
+            local = torch.stack([t.double() for t in self._local_parts]).sum().reshape(1)
+            dist.all_reduce(local)
+            g2_small = float(local) / self.world
+        g2_big = float(_sq(parts[0]) if len(parts) == 1 else torch.stack([_sq(t).double() for t in parts]).sum())
+        self._local_parts, self._packed, self._reduced, self._buckets = [], None, [], 0
         b_big = float(self.batch_size)
         return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
 
@@ -250,20 +281,34 @@ class NoiseScaleMonitor:
         return s
 
 
+def _sq(flat: torch.Tensor) -> torch.Tensor:
+    """Squared norm of a 1-D tensor as a 0-d tensor on its device (no host sync); float32/64 summed in
+    their dtype, others in float64."""
+    if flat.dtype in (torch.float32, torch.float64):
+        return torch.dot(flat, flat)
+    return flat.double().pow(2).sum()
+
+
 def _noise_hook(monitor: NoiseScaleMonitor, bucket):
-    """DDP's default all-reduce hook (divide by N, all-reduce), reading the bucket's squared norm before
-    (the local gradient) and after (the all-reduced one). No annotations: DDP inspects them."""
+    """DDP's default all-reduce hook (divide by N, all-reduce) that also takes the bucket's local squared
+    norm; the last bucket carries this rank's total as one extra element. No annotations: DDP inspects them."""
     import torch.distributed as dist
 
     buf = bucket.buffer()
-    monitor._local_sq += float(buf.detach().double().pow(2).sum())
+    monitor._buckets += 1
+    if not monitor._measure:                    # a step that is not measured: DDP's plain all-reduce
+        buf.div_(monitor.world)
+        return dist.all_reduce(buf, async_op=True).get_future().then(lambda f: f.value()[0])
+    local = _sq(buf)
+    if bucket.is_last() and buf.dtype in (torch.float32, torch.float64) and buf.numel() <= PACK_LIMIT:
+        parts, n = monitor._local_parts, buf.numel()
+        total = local if not parts else torch.stack([*parts, local]).sum()
+        packed = torch.cat((buf, total.view(1)))   # read in step(), once DDP has waited for the all-reduce
+        packed.div_(monitor.world)
+        monitor._packed, monitor._local_parts = packed, []
+        fut = dist.all_reduce(packed, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0][:n])   # DDP copies the bucket's gradients from this view
+    monitor._local_parts.append(local)
     buf.div_(monitor.world)
-    fut = dist.all_reduce(buf, async_op=True).get_future()
-
-    def done(f):
-        out = f.value()[0]
-        monitor._big_sq += float(out.detach().double().pow(2).sum())
-        monitor._buckets += 1
-        return out
-
-    return fut.then(done)
+    monitor._reduced.append(buf)                # all-reduced in place
+    return dist.all_reduce(buf, async_op=True).get_future().then(lambda f: f.value()[0])
