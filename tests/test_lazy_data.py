@@ -81,3 +81,63 @@ def test_labels_come_from_targets_or_one_pass(tiny):
 
     with pytest.raises(FeedwiseError, match=r"must return \(input, label\)"):
         labels_of(NoLabels(x, y, targets=False), num_workers=0)
+
+
+LAZY_WORKLOAD = '''
+import numpy as np
+import torch
+from feedwise.data.lazy import from_torch
+from feedwise.workloads import Workload
+
+
+class Rows(torch.utils.data.Dataset):        # read one row at a time, as from files on disk
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+        self.targets = list(y)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def data():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 2.5, (4, 12))
+    y = rng.integers(0, 4, 1400)
+    x = (centers[y] + rng.normal(0, 1, (1400, 12))).astype(np.float32)
+    return from_torch(Rows(x[:1200], y[:1200]), Rows(x[1200:], y[1200:]), val_size=0.2, in_memory=False,
+                      num_workers=1)
+
+
+LAZY = Workload("lazy-blobs", dataset=data, model="mlp", model_options={"widths": (32,)}, target=0.3,
+                max_steps=200, eval_every=25, batch_size=32, lr=0.05)
+'''
+
+
+def test_a_lazy_dataset_runs_through_the_studies(tmp_path):
+    """A workload whose data is read lazily (DataLoader workers fetch the feeder's batches) runs
+    through batch-size, emphasis, subset and flag unchanged."""
+    import json
+
+    from feedwise.cli import main
+
+    (tmp_path / "lazy.py").write_text(LAZY_WORKLOAD)
+    spec = f"{tmp_path / 'lazy.py'}:LAZY"
+    s = lambda d: json.loads((tmp_path / d / "summary.json").read_text())  # noqa: E731
+    assert main(["batch-size", "--workload", spec, "--batch-sizes", "32,128", "--trials", "2", "--steps", "100",
+                 "--ref-batch", "0", "--eval-every", "25", "--out", str(tmp_path / "bs")]) == 0
+    assert any(b["steps_to_result"] for b in s("bs")["batch_sizes"])
+    assert main(["emphasis", "--workload", spec, "--methods", "uniform,wpv", "--seeds", "1", "--steps", "80",
+                 "--eval-every", "40", "--out", str(tmp_path / "em")]) == 0
+    assert set(s("em")["methods"]) == {"uniform", "wpv"}
+    assert main(["subset", "--workload", spec, "--acquisitions", "entropy,random", "--fractions", "0.5",
+                 "--ensemble", "2x2", "--budgets", "steps", "--steps", "60", "--acq-steps", "40",
+                 "--out", str(tmp_path / "sub")]) == 0
+    assert s("sub")["results"]
+    assert main(["flag", "--workload", spec, "--label-noise", "0.2", "--steps", "120", "--eval-every", "40",
+                 "--out", str(tmp_path / "fl")]) == 0
+    assert s("fl")["evaluation"]["1-pbar"]["auroc"] > 0.6
+    study = json.loads((tmp_path / "em" / "study.json").read_text())
+    assert study["dataset"]["in_memory"] is False
