@@ -44,7 +44,7 @@ def test_cnn_workload_file_through_batch_size_and_flag(tmp_path, monkeypatch):
     spec = "examples/cnn_workload.py:FASHION_CNN"
     space = tmp_path / "space.json"      # a narrow learning-rate range: every trial should train
     space.write_text(json.dumps({"lr": [0.01, 0.05], "one_minus_momentum": [0.05, 0.2]}))
-    assert main(["batch-size", "--space", str(space), "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--max-steps", "120",
+    assert main(["batch-size", "--space", str(space), "--workload", spec, "--batch-sizes", "16,64", "--trials", "2", "--steps", "120",
                  "--ref-batch", "0", "--eval-every", "20", "--target", "0.5", "--num-samples", "720",
                  "--out", str(tmp_path / "bs")]) == 0
     s = _json(tmp_path / "bs/summary.json")
