@@ -145,3 +145,30 @@ def test_model_factory_must_return_a_module(tmp_path, capsys):
     '''))
     assert main(["train", "--workload", f"{tmp_path}/bad.py:W", "--out", str(tmp_path / "o")]) == 2
     assert "returned a str, expected a torch.nn.Module" in capsys.readouterr().err
+
+
+def test_changed_data_behind_an_unchanged_workload_file_is_another_study(tmp_path, capsys):
+    """The workload file reads its data from a file next to it: new data under the same name and the
+    same code is refused on resume, because the data's content is part of the study's identity."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "w.py").write_text(textwrap.dedent(f'''
+        import numpy as np
+        from feedwise.workloads import Workload
+        def data():
+            x, y = np.load("{tmp_path}/x.npy"), np.load("{tmp_path}/y.npy")
+            return x[:500], y[:500], x[500:], y[500:]
+        W = Workload("w", dataset=data, model="mlp", model_options={{"widths": (8,)}}, target=0.4, max_steps=40,
+                     eval_every=20, batch_size=32)
+    '''))
+    args = ["train", "--workload", f"{tmp_path}/w.py:W", "--out", str(tmp_path / "o")]
+    assert main(args) == 0 and main(args) == 0
+    assert "already finished" in capsys.readouterr().out
+    np.save(tmp_path / "y.npy", 1 - y)           # other labels, same file name, same code
+    assert main(args) == 2
+    assert "different study" in capsys.readouterr().err

@@ -105,10 +105,11 @@ class Workload:
             raise FeedwiseError(f"workload {self.name}: its dataset function failed: {_first_line(e)}") from None
         opts = {"split_seed": split_seed, "label_noise": label_noise, "noise_seed": noise_seed, "max_train": max_train}
         data = _dataset_from(got, self, opts)
-        if self.source.get("sha256"):
-            # the code that made the data is part of its identity: an edited workload file is another study
-            parts = [self.source["sha256"], data.info.get("fingerprint") or ""]
-            data.info["fingerprint"] = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        # what defines the data: the code that made it (an edited workload file is another study) and the
+        # data itself - every tensor's bytes when in memory; for inputs read lazily, the labels, the rows
+        # and the dataset's own ``fingerprint()`` when it has one (else only those: stated in the docs)
+        parts = [self.source.get("sha256") or "", data.info.get("fingerprint") or "", content_fingerprint(data)]
+        data.info["fingerprint"] = hashlib.sha256("|".join(parts).encode()).hexdigest()
         return data
 
     def resolve_target(self, given: float | None = None, needed_by: str | None = None) -> float | None:
@@ -316,6 +317,29 @@ def load_user_workload(spec: str) -> Workload:
                                          else None, "sha256": sha})
     _USER[key] = w
     return w
+
+
+def content_fingerprint(data: Dataset) -> str:
+    """SHA-256 over a dataset's contents: the bytes of every in-memory tensor; for lazy inputs their
+    rows, the labels and ``dataset.fingerprint()`` when the user's dataset offers one."""
+    from feedwise.data.lazy import LazyInputs
+
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "clean_y_train"):
+        t = getattr(data, name)
+        if t is None:
+            continue
+        if isinstance(t, LazyInputs):
+            h.update(f"{name}:lazy:{type(t.dataset).__name__}:{len(t)}".encode())
+            h.update(t.positions.tobytes())
+            fp = getattr(t.dataset, "fingerprint", None)
+            if callable(fp):
+                h.update(str(fp()).encode())
+        else:
+            a = t.detach().cpu().contiguous()
+            h.update(f"{name}:{tuple(a.shape)}:{a.dtype}".encode())
+            h.update(a.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
