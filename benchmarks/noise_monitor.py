@@ -118,6 +118,8 @@ def _ddp_rank(rank, port, cfg, path):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         w = get_workload("mnist1d-mlp")
@@ -170,7 +172,7 @@ def _ddp_rank(rank, port, cfg, path):
                 k: {"measurements": m.summary()["measurements"], "b_simple": m.summary()["b_simple"]}
                 for k, m in monitors.items()}}))
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
 def ddp_part(a) -> dict:

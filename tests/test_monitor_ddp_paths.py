@@ -30,6 +30,8 @@ def _rank(rank, port, pack_limit, path):
 
     torch.set_num_threads(1)
     mon.PACK_LIMIT = pack_limit
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, y = _data()
@@ -46,7 +48,7 @@ def _rank(rank, port, pack_limit, path):
         if rank == 0:
             torch.save({"row": row, "buckets": buckets, "packed": packed}, path)
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
 @pytest.mark.parametrize("pack_limit", [1 << 22, 0])
@@ -71,6 +73,8 @@ def _rank_every(rank, port, path):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, y = _data()
@@ -88,7 +92,7 @@ def _rank_every(rank, port, path):
         if rank == 0:
             torch.save({"rows": rows, "grads": grads}, path)
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
 def test_every_k_measures_one_step_in_k_and_leaves_the_gradients_alone(tmp_path):
