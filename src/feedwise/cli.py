@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     input or the environment, 3 for an internal error (traceback saved to a log file), 130 for Ctrl-C,
     even when Ctrl-C arrives while the libraries are still being imported."""
     args, started, interrupted, previous = None, False, [], None
+    defer = [True]   # while torch & co. are imported, Ctrl-C is only noted (see _trap_sigint)
     try:
-        previous = _trap_sigint(interrupted)
+        previous = _trap_sigint(interrupted, defer)
         parser = build_parser()
+        defer[0] = False
+        if interrupted:
+            raise KeyboardInterrupt
         try:
             args, extra = parser.parse_known_args(argv)
             if extra:
@@ -144,14 +148,19 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous)
 
 
-def _trap_sigint(flag: list):
+def _trap_sigint(flag: list, defer: list):
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered (see ``main``); returns the
-    handler it replaced (None when it could not: main() called from another thread)."""
+    handler it replaced (None when it could not: main() called from another thread).
+
+    While ``defer[0]`` is true (building the parser imports torch, ~2 s) it is only remembered: an
+    exception raised inside a C++ extension's module init can abort the interpreter (SIGABRT,
+    'terminate called'), seen about once in 40 runs; ``main`` raises it once the imports are done."""
     import signal
 
     def on_sigint(signum, frame):
         flag.append(signum)
-        raise KeyboardInterrupt
+        if not defer[0]:
+            raise KeyboardInterrupt
 
     try:
         return signal.signal(signal.SIGINT, on_sigint)
