@@ -15,21 +15,26 @@ series and over a recent window.
 :class:`NoiseScaleMonitor` gets the two gradient norms from what your loop computes anyway:
 
 - under DDP (``monitor.attach(ddp_model)``): each rank's local gradient is a small batch and the
-  all-reduced one the big batch; a communication hook reads both norms, at no extra forward or
-  backward pass and no extra collective: it replaces DDP's default hook with the same all-reduce,
+  all-reduced one the big batch, read at no extra forward or backward pass. With ``every=1`` a
+  communication hook reads both norms: it replaces DDP's default hook with the same all-reduce,
   takes each bucket's squared norm before it, and sends this rank's total local squared norm as
   one extra element of the last bucket's all-reduce (a copy of that bucket; a last bucket over
   ``PACK_LIMIT`` elements or in half precision is sent as is, and the norms by one small
-  all-reduce in :meth:`NoiseScaleMonitor.step`). The all-reduced norm is read from the buckets
-  DDP reduced, in ``step()``;
+  all-reduce in :meth:`NoiseScaleMonitor.step`). With ``every=k > 1`` no hook is installed: the
+  steps that are not measured run DDP's own (C++) all-reduce untouched, and on a measured step the
+  monitor switches DDP's gradient sync off for that one backward (what ``ddp.no_sync()`` does),
+  reads the local gradient and all-reduces it itself in ``step()``, with the local squared norm as
+  one extra element (one collective, no overlap with the backward pass on that step only);
 - with gradient accumulation (``monitor.micro_batch()`` after each micro-batch's backward): each
   micro-batch is a small batch and their mean the big batch (one copy of the gradients is kept);
 - otherwise ``monitor.probe(loss_fn, inputs, targets)`` every k steps: a big batch cut into small
   ones, at the cost of their forward and backward passes.
 
-Each measured step costs two squared norms and a copy of the last bucket (about 15% of a 4 ms
-step of a 79k-parameter MLP on a loaded 2-core machine, ``benchmarks/results/noise_monitor*.json``);
-``every=k`` measures one step in k and leaves the others to DDP's plain all-reduce.
+Each measured step costs two squared norms and a copy of the gradients (about 15% of a 4 ms step
+of a 79k-parameter MLP on a loaded 2-core machine, ``benchmarks/results/noise_monitor*.json``);
+``every=k`` measures one step in k and leaves the others to DDP untouched. With ``every > 1`` the
+monitor sets ``ddp_model.require_backward_grad_sync`` itself before each measured step: do not
+combine it with your own ``no_sync()`` gradient accumulation.
 
 Three lines in a DDP loop::
 
@@ -173,12 +178,21 @@ class NoiseScaleMonitor:
         if self.world < 2:
             raise FeedwiseError("attach() needs at least two ranks; with one process use micro_batch() or probe()")
         self._ddp = ddp_model
-        ddp_model.register_comm_hook(self, _noise_hook)
+        if self.every == 1:
+            ddp_model.register_comm_hook(self, _noise_hook)
+        else:   # measured steps skip DDP's sync; step() all-reduces them (see the module docstring)
+            self._params = [p for p in ddp_model.module.parameters() if p.requires_grad]
+            ddp_model.require_backward_grad_sync = not self._measure
         return self
 
     def step(self, step: int | None = None) -> dict | None:
         """After ``backward()`` (DDP), or after the last micro-batch: record this step's measurement."""
         self.steps += 1
+        if self._ddp is not None and self.every > 1:
+            measured, self._measure = self._measure, self.steps % self.every == 0
+            row = self._sync_step(step) if measured else None
+            self._ddp.require_backward_grad_sync = not self._measure   # for the next step's forward
+            return row
         if self._ddp is not None:
             measured, self._measure = self._measure, self.steps % self.every == 0
             if not measured:
@@ -209,6 +223,35 @@ class NoiseScaleMonitor:
             g2_small = float(local) / self.world
         g2_big = float(_sq(parts[0]) if len(parts) == 1 else torch.stack([_sq(t).double() for t in parts]).sum())
         self._local_parts, self._packed, self._reduced, self._buckets = [], None, [], 0
+        b_big = float(self.batch_size)
+        return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
+
+    def _sync_step(self, step):
+        """A measured step under ``every > 1``: DDP did not sync this backward; each rank's ``.grad`` is
+        its local gradient. All-reduce the gradients (mean over ranks, as DDP) with this rank's local
+        squared norm as one extra element, and write the mean back into ``.grad``."""
+        import torch.distributed as dist
+
+        grads = [p.grad for p in self._params]
+        if all(g is None for g in grads):
+            raise FeedwiseError("no gradient to measure: call step() after backward()")
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)]
+        same = {g.dtype for g in grads}
+        dt = same.pop() if len(same) == 1 and grads[0].dtype in (torch.float32, torch.float64) else torch.float64
+        flat = torch.cat([*(g.reshape(-1).to(dt) for g in grads), _sq_norm_t(grads).to(dt).view(1)])
+        flat.div_(self.world)
+        dist.all_reduce(flat)
+        n = flat.numel() - 1
+        g2_small = float(flat[n])
+        g2_big = float(_sq(flat[:n]))
+        o = 0
+        for p, g in zip(self._params, grads):
+            k = g.numel()
+            if p.grad is None:
+                p.grad = flat[o:o + k].view_as(p).to(p.dtype).clone()
+            else:
+                p.grad.copy_(flat[o:o + k].view_as(g))
+            o += k
         b_big = float(self.batch_size)
         return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
 
@@ -279,6 +322,11 @@ class NoiseScaleMonitor:
             self._tb.close()
             self._tb = None
         return s
+
+
+def _sq_norm_t(tensors) -> torch.Tensor:
+    """Sum of squared norms of several tensors as a 0-d float64 tensor (no host sync)."""
+    return torch.stack([_sq(t.reshape(-1)).double() for t in tensors]).sum()
 
 
 def _sq(flat: torch.Tensor) -> torch.Tensor:
