@@ -10,7 +10,8 @@
 (b) Cost under DDP. Two processes (gloo, one torch thread each, ``torch.multiprocessing`` spawn on a
     ``free_port``) train two copies of the model, each wrapped in its own ``DistributedDataParallel``:
     one with DDP's default communication hook, others with ``monitor.attach(ddp)`` (+ ``monitor.step()``
-    after every backward) measuring every step (``every=1``) or one step in 10 (``every=10``). Global batch 128 (64 per rank), identical batches. Protocol: 2 warm-up
+    after every backward) measuring every step (``every=1``, the communication hook) or one step in 10 (``every=10``: no
+    hook; a measured step skips DDP's sync and the monitor all-reduces it). Global batch 128 (64 per rank), identical batches. Protocol: 2 warm-up
     chunks each, then ``--rounds`` rounds of ``--chunk`` steps per model, order alternated every round;
     a chunk's time is the slower rank's; ratio monitored / default per round. Goal: median <= 1.05.
     Also the CPU time of both processes (all their threads) per step, less sensitive to waiting for
@@ -225,7 +226,8 @@ def main():
     out = {"benchmark": "noise_monitor", "goals": {"accuracy": "|monitor / exact - 1| <= 0.05",
                                                    "ddp": "monitored / default time per step (median) <= 1.05"},
            "runs_in_this_file": "one run of each part; earlier runs: noise_monitor_before.json (first hook), "
-                                "noise_monitor_hook2_run1.json and noise_monitor_hook2_run2.json (second hook, no every=)",
+                                "noise_monitor_hook2_run1.json and noise_monitor_hook2_run2.json (second hook, no every=), "
+                                "noise_monitor_every_by_hook.json (every=10 through the hook, before the sync-skipping mode)",
            "protocol": __doc__.split("\n\n")[1:3]}
     if not a.skip_accuracy:
         out["accuracy"] = accuracy_part(a)
