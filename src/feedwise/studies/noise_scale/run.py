@@ -244,7 +244,7 @@ def run_noise_scale(req: NoiseScaleRequest, out: str | Path, threads: int | None
             probe.close()
         summary = summarize(probe.rows, req, cfg, result, probe.draws_total, data.num_train)
         sd.write_summary(summary)
-        return summary
+        return sd.read_summary()     # as written (NaN -> null), the same dict a resumed run returns
 
 
 def summarize(rows: list[dict], req: NoiseScaleRequest, cfg: TrainConfig, result, draws_total: int,
