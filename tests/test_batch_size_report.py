@@ -122,7 +122,7 @@ def test_page_table_sentence_and_summary_share_one_definition_of_perfect_scaling
     sec = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
     assert "perfect scaling up to" not in sec.markdown and "perfect scaling from" not in sec.markdown
     assert "no perfect scaling" in sec.markdown
-    assert "| 64 | 1100 | 70400 | diminishing returns |" in sec.markdown
+    assert "| 64 | 1100 | [1100, 1100] | 70400 | diminishing returns | diminishing returns |" in sec.markdown
     # an old summary.json that still says largest_perfect: 64 is read through the same definition
     old = json.loads((tmp_path / "mom" / "summary.json").read_text())
     old["regimes"]["largest_perfect"] = 64

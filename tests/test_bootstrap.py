@@ -117,3 +117,38 @@ def test_regime_labels_only_where_the_interval_separates():
     noisy = {16: [(4000, 4000), (7000, 7000)], 64: [(1000, 1000), (2500, 2500)], 256: [(600, 600)]}
     nb = bootstrap(noisy, resamples=500)
     assert nb["by_batch_size"][64].startswith("undetermined")
+
+
+def test_seeds_rerun_the_best_configuration_and_summarize_the_spread(tmp_path, data_cache):
+    from dataclasses import asdict
+
+    from feedwise.engine import TrainConfig
+    from feedwise.results import StudyDir
+    from feedwise.studies.batch_size.run import BatchSizeRequest
+    from feedwise.studies.batch_size.seeds import rerun_best
+    from feedwise.studies.batch_size.summary import summarize
+    from feedwise.studies.train.run import DataOptions
+
+    sd = StudyDir(tmp_path / "bs")
+    sd.open("batch-size", {"workload": "mnist1d-mlp", "optimizer": "sgd", "target": 0.7, "seed": 0})
+    for b, errs in ((32, [0.8, 0.6]), (128, [0.65])):
+        cfg = TrainConfig(batch_size=b, optimizer="sgd", lr=0.5, max_steps=60, eval_every=20, target=0.7, seed=1,
+                          evaluate_test=False)
+        t = sd.trial(f"b{b}-0")
+        rec = {"batch_size": b, "hparams": cfg.hparams(), "budget": {"steps": 60, "eval_every": 20},
+               "config": asdict(cfg)}
+        t.start(rec)
+        for k, e in enumerate(errs):
+            t.add_row({"step": 20 * (k + 1), "examples": 20 * (k + 1) * b, "val_error": e})
+        t.finish({**rec, "status": "reached", "examples": 20 * len(errs) * b, "steps_run": 20 * len(errs)})
+    req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[32, 128], optimizer="sgd",
+                           data=DataOptions(num_samples=2000))
+    s = rerun_best(req, tmp_path / "bs", 3, threads=1, device="cpu")
+    seeds = s["seeds"]["by_batch_size"]
+    assert set(seeds) == {"32", "128"} and all(d["of"] == 3 for d in seeds.values())
+    assert len({r["seed"] for r in seeds["32"]["runs"]}) == 3           # three different fresh seeds
+    assert (tmp_path / "bs" / "seeds" / "b32-s3" / "trial.json").exists()
+    assert summarize(sd)["seeds"] == s["seeds"]                          # recomputed from the files
+    assert s["bootstrap"]["steps_to_result"]["32"]["low"] == 40          # one trial each: a point interval
+    with pytest.raises(Exception, match="--seeds"):
+        rerun_best(req, tmp_path / "bs", 0)
