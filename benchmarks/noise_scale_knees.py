@@ -91,22 +91,44 @@ def main() -> int:
                                     and all(0.5 <= x <= 2.0 for x in ratios)}
         fr = [r["compute_fraction_of_sweep"] for r in runs[opt]]
         table[opt] = {"knee": knee, "statistics": rows, "compute_fraction_of_sweep": {"min": min(fr), "max": max(fr)}}
+    ks, km = table["sgd"]["knee"]["b_crit"], table["momentum"]["knee"]["b_crit"]
+    trajectory_ratio = {}
+    for k in table["sgd"]["statistics"]:
+        a_, b_ = table["sgd"]["statistics"][k], table["momentum"]["statistics"][k]
+        if a_["ratio_median"] and b_["ratio_median"]:
+            trajectory_ratio[k] = (b_["ratio_median"] * km) / (a_["ratio_median"] * ks)
+    analysis = {
+        "knee_ratio_momentum_over_sgd": km / ks,
+        "one_number_within_2x_of_both_knees_possible": 2 * ks >= km / 2,
+        "statistic_momentum_run_over_sgd_run": trajectory_ratio,
+        "note": "a statistic measured along each optimizer's own run can follow the two knees only if it differs "
+                "between the runs by about the knees' ratio (within 2x both: between ratio/4 and ratio*4 and at the "
+                "right level)",
+    }
     both = [k for k in table["sgd"]["statistics"]
-            if table["sgd"]["statistics"][k]["all_seeds_within_2x"] and table["momentum"]["statistics"][k]["all_seeds_within_2x"]]
-    res = {"benchmark": "noise_scale_knees", "command": "python benchmarks/noise_scale_knees.py " + " ".join(sys.argv[1:]),
+            if table["sgd"]["statistics"][k]["all_seeds_within_2x"]
+            and table["momentum"]["statistics"][k]["all_seeds_within_2x"]]
+    res = {"benchmark": "noise_scale_knees",
+           "command": "python benchmarks/noise_scale_knees.py " + " ".join(sys.argv[1:]),
            "protocol": {"runs": RUNS, "batch_size": 128, "b_small": 32, "b_big": 1024, "measure_every": 100,
                         "hessian_batch": 256, "hessian_chunks": 2, "precise_draws": 2, "block": 3, "seeds": a.seeds,
                         "target": 0.15, "max_steps": 4000, "threads": 1,
                         "knees": "saved sweeps benchmarks/results/batch_size_mnist1d_{sgd,momentum}.json "
                                  "(not re-run; one seed per trial, 10 trials per batch size)"},
-           "wall_s": time.time() - t0, "by_optimizer": table,
-           "statistics_within_2x_for_both_optimizers_all_seeds": both, "runs": runs}
+           "wall_s_this_invocation": time.time() - t0,
+           "wall_s_first_invocation": (json.loads(OUT.read_text()).get("wall_s_first_invocation")
+                                       or json.loads(OUT.read_text()).get("wall_s")) if OUT.exists() else time.time() - t0,
+           "train_wall_s_total": sum(r["compute"]["wall_s"] for rs in runs.values() for r in rs),
+           "note": "runs resume from runs/bench/noise_scale_knees_<optimizer>_<seed>/ (a re-run rebuilds the analysis)",
+           "by_optimizer": table,
+           "statistics_within_2x_for_both_optimizers_all_seeds": both, "analysis": analysis, "runs": runs}
     OUT.write_text(json.dumps(jsonable(res), indent=1) + "\n")
     for opt in table:
         print(opt, "knee", round(table[opt]["knee"]["b_crit"]), "compute", table[opt]["compute_fraction_of_sweep"])
         for k, r in table[opt]["statistics"].items():
             print(f"  {k:24s} ratios {[round(x, 2) for x in r['ratio_to_knee']]} within 2x: {r['all_seeds_within_2x']}")
     print("within 2x for both, every seed:", both)
+    print(json.dumps(analysis, indent=1))
     return 0
 
 

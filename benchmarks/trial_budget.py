@@ -129,7 +129,20 @@ def analyze(state: dict, draws: int = DRAWS, seed: int = 0) -> dict:
                        "b_crit": {"median": _q(finite, 0.5), "p05": _q(finite, 0.05), "p95": _q(finite, 0.95),
                                   "infinite_fraction": 1 - len(finite) / len(knees)},
                        "slopes": slopes}
-    return {"trials_per_batch_size": n, "by_budget": out}
+    # the summary's own bootstrap (resampling with replacement), on the first 10 points (what a 10-trial sweep
+    # would report) and on all n: intervals for steps-to-result, the knee and the regime labels
+    def boot(k):
+        oc = {b: [scaling.trial_outcome(t["status"], t["steps_to_result"], t["steps_run"], BUDGET.eval_period(b))
+                  for t in per[b][:k]] for b in BATCH_SIZES}
+        r = scaling.bootstrap(oc, resamples=1000, level=0.9)
+        curve = {b: (None if math.isinf(float(vals[b][:k].min())) else int(vals[b][:k].min())) for b in BATCH_SIZES}
+        return {"curve": {str(b): v for b, v in curve.items()}, "knee": scaling.fit_knee(curve)["b_crit"],
+                "plain_regimes": {str(b): v for b, v in scaling.regimes(curve)["by_batch_size"].items()},
+                "steps_to_result_interval": {str(b): [v["low"], v["high"]] for b, v in r["steps_to_result"].items()},
+                "knee_interval": [r["knee"]["low"], r["knee"]["high"]], "segments": r["segments"],
+                "regimes_interval_rule": {str(b): v for b, v in r["by_batch_size"].items()}}
+    return {"trials_per_batch_size": n, "by_budget": out,
+            "bootstrap": {"first_10_points": boot(min(10, n)), f"all_{n}_points": boot(n)}}
 
 
 def main() -> int:
