@@ -16,7 +16,9 @@ Protocol, identical to the saved SGD sweep (benchmarks/results/batch_size_mnist1
   would only be known to be >= a bound, which makes small subsets censored);
 - trials are trained point by point round-robin over the batch sizes (point k of every batch size,
   then k + 1) and saved after each, so a run cut by --max-minutes leaves a balanced set, and the
-  next invocation resumes from the saved records (runs/bench/trial_budget_sgd.json).
+  next invocation resumes from the saved records (runs/bench/trial_budget_sgd*.json); two processes
+  may split the batch sizes (--batch-sizes 1024 next to --batch-sizes 64,256); the analysis uses
+  points 0..n-1 with n the count every batch size has.
 Points are the study's own: Sobol point k of the SGD space (seed 0 + B), training seed
 stream(0, "batch-size trial", k), the sweep's budget (1,200 steps at B >= 256, 1,200*256/B below).
 
@@ -54,7 +56,24 @@ SPACE = {"lr": [1e-2, 10.0], "end_factor": [1e-2, 1.0], "decay_fraction": [0.5, 
 BUDGET = Budget(max_steps=1200, ref_batch=256, eval_every=25, min_eval_every=10)
 BUDGETS_K = [10, 25, 50, 100]
 DRAWS = 2000
-STATE = ROOT / "runs" / "bench" / "trial_budget_sgd.json"
+STATE = ROOT / "runs" / "bench" / "trial_budget_sgd.json"          # the trials of every batch size
+
+
+def state_of(b: int) -> Path:                                      # one file per batch size: processes may share work
+    return ROOT / "runs" / "bench" / f"trial_budget_sgd_b{b}.json"
+
+
+def load_state(batch_sizes) -> dict:
+    trials = json.loads(STATE.read_text())["trials"] if STATE.exists() else []
+    for b in batch_sizes:
+        if state_of(b).exists():
+            trials += json.loads(state_of(b).read_text())["trials"]
+    seen, out = set(), []
+    for t in trials:
+        if (t["batch_size"], t["point"]) not in seen:
+            seen.add((t["batch_size"], t["point"]))
+            out.append(t)
+    return {"trials": out}
 OUT = ROOT / "benchmarks" / "results" / "trial_budget_mnist1d_sgd.json"
 
 
@@ -69,16 +88,16 @@ def train_point(w, data, space, b: int, point: int) -> dict:
             "wall_s": res.wall_s, "eval_s": res.eval_s}
 
 
-def train(n_trials: int, max_minutes: float) -> dict:
+def train(n_trials: int, max_minutes: float, batch_sizes: list[int]) -> dict:
     torch.set_num_threads(1)
-    state = json.loads(STATE.read_text()) if STATE.exists() else {"trials": []}
+    state = load_state(BATCH_SIZES)
     done = {(t["batch_size"], t["point"]) for t in state["trials"]}
     w = get_workload("mnist1d-mlp")
     data = w.load()
     space = resolve_space(w.search_space, SPACE, "sgd")
     t0 = time.time()
     for k in range(n_trials):
-        for b in BATCH_SIZES:
+        for b in batch_sizes:
             if (b, k) in done:
                 continue
             if time.time() - t0 > 60 * max_minutes:
@@ -86,8 +105,10 @@ def train(n_trials: int, max_minutes: float) -> dict:
                 return state
             rec = train_point(w, data, space, b, k)
             state["trials"].append(rec)
-            STATE.parent.mkdir(parents=True, exist_ok=True)
-            STATE.write_text(json.dumps(state, indent=1) + "\n")
+            mine = state_of(b)
+            mine.parent.mkdir(parents=True, exist_ok=True)
+            old = json.loads(mine.read_text())["trials"] if mine.exists() else []
+            mine.write_text(json.dumps({"trials": old + [rec]}, indent=1) + "\n")
             print(f"B={b:5d} point {k:3d}: {rec['status']:9s} steps_to_result={rec['steps_to_result']} "
                   f"({rec['wall_s'] + rec['eval_s']:.1f} s)", flush=True)
     return state
@@ -150,12 +171,16 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)),
+                    help="train only these (two processes may split the batch sizes; the analysis takes all)")
     a = ap.parse_args()
     t0 = time.time()
     if a.analyze_only:
-        state = json.loads((STATE if STATE.exists() else OUT).read_text())
+        state = load_state(BATCH_SIZES) if (STATE.exists() or state_of(BATCH_SIZES[0]).exists()) \
+            else json.loads(OUT.read_text())
     else:
-        state = train(a.trials, a.max_minutes)
+        train(a.trials, a.max_minutes, [int(b) for b in a.batch_sizes.split(",")])
+        state = load_state(BATCH_SIZES)
     wall = time.time() - t0
     res = {"benchmark": "trial_budget_mnist1d_sgd", "command": "python benchmarks/trial_budget.py " + " ".join(sys.argv[1:]),
            "protocol": {"workload": "mnist1d-mlp", "optimizer": "sgd", "batch_sizes": BATCH_SIZES, "space": SPACE,

@@ -44,6 +44,10 @@ def test_sections_overlay_and_summary_from_files(tmp_path):
     e = {x["batch_size"]: x for x in mom["batch_sizes"]}
     assert [e[b]["steps_to_result"] for b in (16, 64, 256, 1024)] == [400, 200, 200, None]
     assert e[16]["best_trial"] == "b16-0" and e[16]["trials_by_status"] == {"reached": 1, "pruned": 1}
+    # bootstrap: a resample holding only the pruned trial (bound 500) is censored and may never reach: open end
+    assert e[16]["steps_to_result_interval"] == [400, None]
+    assert 0.15 < e[16]["steps_to_result_censored_fraction"] < 0.35           # P = (1/2)^2
+    assert e[64]["steps_to_result_interval"] == [200, 200] and mom["knee"]["b_crit_interval"][0] is not None
     assert e[64]["best_effective_lr"] == pytest.approx(0.4)
     assert mom["regimes"]["by_batch_size"][256] == "maximal data parallelism"
     assert e[1024]["regime"] == "unreached"

@@ -102,10 +102,9 @@ def test_regime_labels_only_where_the_interval_separates():
     assert regime_from_interval(-1.3, -0.8) == "perfect scaling"
     assert regime_from_interval(-0.7, -0.3) == "diminishing returns"
     assert regime_from_interval(-0.2, 0.4) == "maximal data parallelism"
-    assert regime_from_interval(-1.2, -0.5) == "undetermined (perfect scaling or diminishing returns)"
-    assert regime_from_interval(-0.5, 0.0) == "undetermined (diminishing returns or maximal data parallelism)"
-    assert regime_from_interval(None, None) == ("undetermined (perfect scaling or diminishing returns or maximal "
-                                                "data parallelism)")
+    assert regime_from_interval(-1.2, -0.5) == "undetermined (perfect, diminishing)"
+    assert regime_from_interval(-0.5, 0.0) == "undetermined (diminishing, maximal)"
+    assert regime_from_interval(None, None) == "undetermined (perfect, diminishing, maximal)"
     # one trial per batch size: every resample is the same curve, the intervals are points and the labels
     # are the plain ones
     curve = {16: 4000, 64: 1000, 256: 600, 1024: 550}

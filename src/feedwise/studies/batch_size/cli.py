@@ -82,7 +82,7 @@ def cmd_batch_size(a) -> int:
         s = rerun_best(req, a.out, a.seeds, threads=a.threads, device=a.device)
     boot = s.get("bootstrap") or {}
     level = f"{100 * boot.get('level', 0.9):.0f}%"
-    print(f"{'batch':>6} {'steps':>7} {level + ' interval':>15} {'regime (interval rule)':44} {'lr':>9} {'eff_lr':>9} "
+    print(f"{'batch':>6} {'steps':>7} {level + ' interval':>15} {'regime (interval rule)':38} {'lr':>9} {'eff_lr':>9} "
           f"{'s/step':>8} {'ttr_s':>7}  trials by status   (world size {s.get('world_size', 1)})")
     for e in s["batch_sizes"]:
         st = e["steps_to_result"]
@@ -93,7 +93,7 @@ def cmd_batch_size(a) -> int:
         el = f"{e['best_effective_lr']:.3g}" if e["best_effective_lr"] is not None else "-"
         sps = f"{e['s_per_step']:.4f}" if e.get("s_per_step") is not None else "-"
         ttr = f"{e['time_to_result_s']:.2f}" if e.get("time_to_result_s") is not None else "-"
-        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {ci:>15} {reg:44} {lr:>9} {el:>9} "
+        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {ci:>15} {reg:38} {lr:>9} {el:>9} "
               f"{sps:>8} {ttr:>7}  {e['trials_by_status']}")
     pr = s["pruning"]
     if pr["fraction_saved"] is not None:

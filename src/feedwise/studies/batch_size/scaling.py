@@ -257,13 +257,14 @@ def _slope_class_set(lo: float, hi: float) -> list[str]:
 
 def regime_from_interval(lo: float | None, hi: float | None) -> str:
     """The regime of a segment whose slope interval is [lo, hi] (None: unbounded), only when the interval
-    lies inside one regime's range; else ``"undetermined (A or B)"``."""
+    lies inside one regime's range; else ``"undetermined (perfect, diminishing, maximal)"`` naming the
+    regimes the interval spans."""
     lo = -math.inf if lo is None else lo
     hi = math.inf if hi is None else hi
     spans = _slope_class_set(lo, hi)
     if len(spans) == 1:
         return spans[0]
-    return "undetermined (" + " or ".join(spans) + ")"
+    return "undetermined (" + ", ".join(s.split()[0] for s in spans) + ")"
 
 
 def _finite_or_none(v: float) -> float | None:
