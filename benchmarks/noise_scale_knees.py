@@ -108,6 +108,7 @@ def main() -> int:
     both = [k for k in table["sgd"]["statistics"]
             if table["sgd"]["statistics"][k]["all_seeds_within_2x"]
             and table["momentum"]["statistics"][k]["all_seeds_within_2x"]]
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
     res = {"benchmark": "noise_scale_knees",
            "command": "python benchmarks/noise_scale_knees.py " + " ".join(sys.argv[1:]),
            "protocol": {"runs": RUNS, "batch_size": 128, "b_small": 32, "b_big": 1024, "measure_every": 100,
@@ -116,8 +117,7 @@ def main() -> int:
                         "knees": "saved sweeps benchmarks/results/batch_size_mnist1d_{sgd,momentum}.json "
                                  "(not re-run; one seed per trial, 10 trials per batch size)"},
            "wall_s_this_invocation": time.time() - t0,
-           "wall_s_first_invocation": (json.loads(OUT.read_text()).get("wall_s_first_invocation")
-                                       or json.loads(OUT.read_text()).get("wall_s")) if OUT.exists() else time.time() - t0,
+           "wall_s_first_invocation": old.get("wall_s_first_invocation") or old.get("wall_s") or time.time() - t0,
            "train_wall_s_total": sum(r["compute"]["wall_s"] for rs in runs.values() for r in rs),
            "note": "runs resume from runs/bench/noise_scale_knees_<optimizer>_<seed>/ (a re-run rebuilds the analysis)",
            "by_optimizer": table,

@@ -182,7 +182,8 @@ def main() -> int:
         train(a.trials, a.max_minutes, [int(b) for b in a.batch_sizes.split(",")])
         state = load_state(BATCH_SIZES)
     wall = time.time() - t0
-    res = {"benchmark": "trial_budget_mnist1d_sgd", "command": "python benchmarks/trial_budget.py " + " ".join(sys.argv[1:]),
+    res = {"benchmark": "trial_budget_mnist1d_sgd",
+           "command": "python benchmarks/trial_budget.py " + " ".join(sys.argv[1:]),
            "protocol": {"workload": "mnist1d-mlp", "optimizer": "sgd", "batch_sizes": BATCH_SIZES, "space": SPACE,
                         "budget": BUDGET.__dict__, "pruning": "none (every trial to target, divergence or budget)",
                         "subsampling": f"k of n trials without replacement per batch size, {DRAWS} draws",

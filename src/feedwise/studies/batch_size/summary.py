@@ -1,7 +1,10 @@
 """The batch-size study's summary, built from its files only (study.json and trials/):
 steps-to-result per batch size (the exact definition in :mod:`feedwise.studies.batch_size.scaling`),
 best hyperparameters, trials by status, the Sobol points evaluated, regimes, knee, pruning
-savings, and wall-clock.
+savings, and wall-clock; 90% bootstrap intervals over the trial set for steps-to-result, the knee
+and the regime labels (:func:`feedwise.studies.batch_size.scaling.bootstrap`, pruned trials as
+censored values), and the fresh-seed re-runs of the best hyperparameters when ``<out>/seeds/`` holds
+them (:mod:`feedwise.studies.batch_size.seeds`).
 
 The compute account is true: a trial interrupted before it finished (Ctrl-C, a killed worker,
 status ``unfinished`` or ``running``) is counted with the examples its measurements show (up to
