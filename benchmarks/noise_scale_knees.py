@@ -101,6 +101,16 @@ def main() -> int:
         "knee_ratio_momentum_over_sgd": km / ks,
         "one_number_within_2x_of_both_knees_possible": 2 * ks >= km / 2,
         "statistic_momentum_run_over_sgd_run": trajectory_ratio,
+        "one_run_pair": {o: {"b_noise_time_average_over_sgd_knee": [r["b_noise"]["time_average"] / ks for r in runs[o]],
+                             "b_simple_time_average_over_momentum_knee": [r["b_simple"]["time_average"] / km
+                                                                          for r in runs[o]],
+                             "compute_fraction_of_sgd_sweep": [r["compute"]["examples_total"]
+                                                               / table["sgd"]["knee"]["sweep_examples_processed"]
+                                                               for r in runs[o]],
+                             "compute_fraction_of_momentum_sweep": [
+                                 r["compute"]["examples_total"] / table["momentum"]["knee"]["sweep_examples_processed"]
+                                 for r in runs[o]]}
+                         for o in runs},
         "note": "a statistic measured along each optimizer's own run can follow the two knees only if it differs "
                 "between the runs by about the knees' ratio (within 2x both: between ratio/4 and ratio*4 and at the "
                 "right level)",
