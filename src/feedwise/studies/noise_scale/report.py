@@ -19,7 +19,7 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
     return [_noise_section(study_dir, assets)]
 
 
-LABELS = {"at_start": "step 0", "time_average": "time-average", "g2_weighted": "|G|²-weighted ratio of sums",
+LABELS = {"at_start": "step 0", "time_average": "time-average", "g2_weighted": "‖G‖²-weighted ratio of sums",
           "late_window": "late window", "near_target": "near the target", "at_target": "at the target step"}
 
 
@@ -77,7 +77,7 @@ def _noise_section(study_dir: Path, assets: Path) -> Section:
               "|G|²-weighted ratio of sums leans on early, high-gradient training and is not a mean over the run."),
              (f"Compute: {comp['examples_total']:,} examples ({comp['examples_gradient']:,} of them for the "
               f"gradient measurements, {comp.get('examples_hessian') or 0:,} for Hessian-vector products).")]
-    header = ["summary", "B_simple = tr(Σ)/|G|²"] + (["B_noise = tr(HΣ)/GᵀHG"] if noise else [])
+    header = ["summary", "B_simple = tr(Σ)/‖G‖²"] + (["B_noise = tr(HΣ)/GᵀHG"] if noise else [])
     rows = [[LABELS[k], (simple or {}).get(k)] + ([noise.get(k)] if noise else [])
             for k in LABELS if (simple or {}).get(k) is not None or (noise or {}).get(k) is not None]
     compare = []
@@ -97,7 +97,7 @@ def _noise_section(study_dir: Path, assets: Path) -> Section:
         except (OSError, json.JSONDecodeError, AttributeError, TypeError):
             lines.append(f"Batch-size study {p.name} could not be read: left out of the comparison.")
     cheader = ["batch-size study", "optimizer", "measured knee B_crit", "time-average / knee",
-               "|G|²-weighted / knee", "near target / knee", "B_noise time-average / knee", "compute / sweep"]
+               "‖G‖²-weighted / knee", "near target / knee", "B_noise time-average / knee", "compute / sweep"]
     md = "\n\n".join(lines) + "\n\n" + table_md(header, rows)
     html = "".join(f"<p>{x}</p>" for x in lines) + table_html(header, rows)
     if compare:
