@@ -138,6 +138,17 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         bs = [e["batch_size"] for e in rows]
         st = [e["steps_to_result"] for e in rows]
         ax.plot(bs, st, "-", color=c, zorder=2, label=f"{label}: best over trials")
+        ci = [(e["batch_size"], e["steps_to_result"], e.get("steps_to_result_interval")) for e in rows]
+        ci = [(b, v, iv) for b, v, iv in ci if iv and iv[0] is not None]
+        if ci:   # the bootstrap interval; an open upper end (unreached in >5% of resamples) drawn as an arrow
+            top = max(v for _, v, _ in ci) * 2
+            ax.errorbar([b for b, _, _ in ci], [v for _, v, _ in ci],
+                        yerr=[[max(0.0, v - iv[0]) for _, v, iv in ci],
+                              [max(0.0, (iv[1] if iv[1] is not None else top) - v) for _, v, iv in ci]],
+                        fmt="none", ecolor=c, elinewidth=1, capsize=3, alpha=0.7, zorder=2,
+                        lolims=[iv[1] is None for _, _, iv in ci],
+                        label=f"{label}: {100 * (summary.get('bootstrap') or {}).get('level', 0.9):.0f}% bootstrap "
+                              f"interval")
         for e in rows:
             ax.scatter([e["batch_size"]], [e["steps_to_result"]], s=40, zorder=3, edgecolor=c,
                        color=REGIME_COLORS.get(e.get("regime"), c) if len(curves) == 1 else c)
