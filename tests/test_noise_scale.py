@@ -126,3 +126,27 @@ def test_hessian_chunks_group_the_chunk_gradients():
     assert m["h_small"] == pytest.approx(m2["h_small"], rel=1e-9) and m["h_big"] == pytest.approx(m2["h_big"], rel=1e-9)
     with pytest.raises(Exception, match="hessian_chunks"):
         measure_gradients(model, torch.nn.functional.cross_entropy, x, y, 2, hessian=(x, y), hessian_chunks=5)
+
+
+def test_the_monitor_probe_records_b_noise():
+    from feedwise.monitor import NoiseScaleMonitor
+
+    torch.manual_seed(2)
+    model = Tiny().double()
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 3, (16,))
+    ce = torch.nn.functional.cross_entropy
+    mon = NoiseScaleMonitor(num_examples=16)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(3):
+        p = torch.randperm(16, generator=g)[:8]
+        r = mon.probe(model, ce, x[p], y[p], 2, hessian=(x, y), hessian_chunks=2)
+        m = measure_gradients(model, ce, x[p], y[p], 2, hessian=(x, y), hessian_chunks=2)
+        assert (r["gHg"], r["trace_HS"]) == pytest.approx(noise_estimate(m["h_small"], m["h_big"], 4, 8, 16))
+        rows.append(r)
+    s = mon.summary()
+    assert s["b_noise_measurements"] == 3
+    assert s["b_noise_weighted"] == pytest.approx(sum(r["trace_HS"] for r in rows) / sum(r["gHg"] for r in rows))
+    plain = NoiseScaleMonitor(num_examples=16)
+    plain.probe(model, ce, x[:8], y[:8], 2)
+    assert "b_noise_time_average" not in plain.summary()

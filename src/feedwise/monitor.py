@@ -62,7 +62,8 @@ import torch
 from feedwise.errors import FeedwiseError
 from feedwise.stats import finite_c, noise_estimate, noise_summaries, ratio_of_means  # noqa: F401
 
-COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple_g2_weighted"]
+COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple_g2_weighted",
+           "gHg", "trace_HS", "b_noise_point"]   # the last three only from probe(..., hessian=...)
 PACK_LIMIT = 1 << 22    # elements of a last DDP bucket copied to carry the local squared norm in its all-reduce
 
 
@@ -182,12 +183,18 @@ class NoiseScaleMonitor:
                 self._tb = SummaryWriter(str(tensorboard))
 
     # ------------------------------------------------------------------ recording
-    def record(self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None) -> dict:
-        """Add one measurement: the squared gradient norms at the small and the big batch size."""
+    def record(self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None,
+               hessian: dict | None = None) -> dict:
+        """Add one measurement: the squared gradient norms at the small and the big batch size (and, from
+        :func:`measure_gradients` with a Hessian batch, its H-weighted norms for B_noise)."""
         g2, tr = estimate(g2_small, g2_big, b_small, b_big, self.num_examples)
         row = {"step": self.steps if step is None else step, "b_small": b_small, "b_big": b_big,
                "g2_small": g2_small, "g2_big": g2_big, "g2": g2, "trace": tr,
                "b_simple_point": tr / g2 if g2 > 0 else math.nan}
+        if hessian is not None:
+            ghg, trh = estimate(hessian["h_small"], hessian["h_big"], hessian["hb_small"], hessian["hb_big"],
+                                self.num_examples)
+            row.update(gHg=ghg, trace_HS=trh, b_noise_point=trh / ghg if ghg > 0 else math.nan)
         self.rows.append(row)
         self._sum_g2 += g2
         self._sum_trace += tr
@@ -284,11 +291,15 @@ class NoiseScaleMonitor:
 
     # ------------------------------------------------------------------ a probe (extra compute)
     def probe(self, model: torch.nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, b_small: int,
-              step: int | None = None) -> dict:
+              step: int | None = None, hessian: tuple[torch.Tensor, torch.Tensor] | None = None,
+              hessian_chunks: int | None = None) -> dict:
         """Measure on one big batch ``inputs, targets`` cut into chunks of ``b_small``: costs one forward
-        and backward pass over it; the model's ``.grad`` is left untouched."""
-        m = measure_gradients(model, loss_fn, inputs, targets, b_small)
-        return self.record(m["g2_small"], m["g2_big"], m["b_small"], m["b_big"], step)
+        and backward pass over it; the model's ``.grad`` is left untouched. With ``hessian = (x_h, y_h)``, a
+        batch drawn independently of the big one, also B_noise = tr(HΣ)/GᵀHG from ``hessian_chunks``
+        Hessian-vector products on it (see :func:`measure_gradients`)."""
+        m = measure_gradients(model, loss_fn, inputs, targets, b_small, hessian=hessian, hessian_chunks=hessian_chunks)
+        return self.record(m["g2_small"], m["g2_big"], m["b_small"], m["b_big"], step,
+                           hessian=m if "h_small" in m else None)
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
@@ -299,8 +310,14 @@ class NoiseScaleMonitor:
         g2s, trs = [r["g2"] for r in self.rows], [r["trace"] for r in self.rows]
         w = self.window
         ns = noise_summaries([r["step"] for r in self.rows], g2s, trs, block=self.block)
+        hr = [r for r in self.rows if "gHg" in r]
+        bn = noise_summaries([r["step"] for r in hr], [r["gHg"] for r in hr], [r["trace_HS"] for r in hr],
+                             block=self.block) if hr else None
         return {"measurements": len(self.rows), "b_simple_g2_weighted": ns["g2_weighted"],
                 "b_simple_time_average": ns["time_average"],
+                **({"b_noise_time_average": bn["time_average"], "b_noise_weighted": bn["g2_weighted"],
+                    "b_noise_recent": ratio_of_means([r["gHg"] for r in hr[-w:]], [r["trace_HS"] for r in hr[-w:]]),
+                    "b_noise_measurements": len(hr)} if bn else {}),
                 "b_simple_recent": ratio_of_means(g2s[-w:], trs[-w:]), "window": w, "block": self.block,
                 "rule": f"g2_weighted: sum(tr Sigma) / sum(|G|^2) over all measurements; time_average: plain mean "
                         f"over blocks of {self.block} measurements of each block's ratio of means; recent: ratio of "
