@@ -88,6 +88,38 @@ def train_point(w, data, space, b: int, point: int) -> dict:
             "wall_s": res.wall_s, "eval_s": res.eval_s}
 
 
+SEEDS_STATE = ROOT / "runs" / "bench" / "trial_budget_sgd_seeds.json"
+
+
+def seed_reruns(state: dict, n_seeds: int) -> list[dict]:
+    """The best point of each batch size (over all its trials) trained again with fresh seeds, as
+    `feedwise batch-size --seeds` does (seed stream(0, "batch-size seed rerun", j), j = 1..n)."""
+    from feedwise.seeds import stream
+
+    torch.set_num_threads(1)
+    done = json.loads(SEEDS_STATE.read_text())["runs"] if SEEDS_STATE.exists() else []
+    have = {(r["batch_size"], r["seed_index"]) for r in done}
+    w = get_workload("mnist1d-mlp")
+    data = w.load()
+    for b in BATCH_SIZES:
+        reached = [t for t in state["trials"] if t["batch_size"] == b and t["steps_to_result"] is not None]
+        if not reached:
+            continue
+        best = min(reached, key=lambda t: (t["steps_to_result"], t["point"]))
+        for j in range(1, n_seeds + 1):
+            if (b, j) in have:
+                continue
+            cfg = make_config(b, best["params"], "sgd", BUDGET, w.target, stream(0, "batch-size seed rerun", j))
+            rows = []
+            res = Trainer(data, w.model_fn(data), cfg, loss_fn=w.loss).run(on_row=rows.append)
+            done.append({"batch_size": b, "point": best["point"], "search_steps_to_result": best["steps_to_result"],
+                         "seed_index": j, "status": res.status,
+                         "steps_to_result": scaling.first_step_below(rows, w.target)})
+            SEEDS_STATE.write_text(json.dumps({"runs": done}, indent=1) + "\n")
+            print(f"B={b} best point {best['point']} seed {j}: {done[-1]['steps_to_result']}", flush=True)
+    return done
+
+
 def train(n_trials: int, max_minutes: float, batch_sizes: list[int]) -> dict:
     torch.set_num_threads(1)
     state = load_state(BATCH_SIZES)
@@ -171,6 +203,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--seeds", type=int, default=3, help="fresh seeds for each batch size's best point (0: none)")
     ap.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)),
                     help="train only these (two processes may split the batch sizes; the analysis takes all)")
     a = ap.parse_args()
@@ -181,6 +214,10 @@ def main() -> int:
     else:
         train(a.trials, a.max_minutes, [int(b) for b in a.batch_sizes.split(",")])
         state = load_state(BATCH_SIZES)
+        if a.seeds:
+            seed_reruns(state, a.seeds)
+    seeds = json.loads(SEEDS_STATE.read_text())["runs"] if SEEDS_STATE.exists() else \
+        (json.loads(OUT.read_text()).get("seed_reruns", {}).get("runs", []) if OUT.exists() else [])
     wall = time.time() - t0
     res = {"benchmark": "trial_budget_mnist1d_sgd",
            "command": "python benchmarks/trial_budget.py " + " ".join(sys.argv[1:]),
@@ -191,7 +228,14 @@ def main() -> int:
                                               "invocations of <= --max-minutes on a shared 2-core machine"},
            "this_invocation_wall_s": wall,
            "train_wall_s_total": sum(t["wall_s"] + t["eval_s"] for t in state["trials"]),
-           **analyze(state), "trials": state["trials"]}
+           **analyze(state),
+           "seed_reruns": {"rule": "each batch size's best point over all trials, trained again with fresh seeds "
+                                   "(no pruning)",
+                           "runs": seeds,
+                           "by_batch_size": {str(b): sorted(r["steps_to_result"] if r["steps_to_result"] is not None
+                                                            else math.inf for r in seeds if r["batch_size"] == b)
+                                             for b in BATCH_SIZES}},
+           "trials": state["trials"]}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: res[k] for k in ("trials_per_batch_size", "by_budget")}, indent=1))
