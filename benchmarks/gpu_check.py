@@ -208,7 +208,7 @@ def _ddp_rank(rank, port, backend, dev_type, path):
         diff = max(float((p - q).detach().abs().max()) for p, q in zip(plain.parameters(), watched.parameters()))
         if rank == 0:
             s = monitor.summary()
-            Path(path).write_text(json.dumps({"param_max_abs_diff": diff, "b_simple": s["b_simple"],
+            Path(path).write_text(json.dumps({"param_max_abs_diff": diff, "b_simple": s["b_simple_g2_weighted"],
                                               "measurements": s["measurements"], "wall_s": wall}))
     finally:
         leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)

@@ -90,7 +90,7 @@ def accuracy_part(a) -> dict:
         row = with_n.probe(model, F.cross_entropy, x[idx], y[idx], a.b_small)
         without.record(row["g2_small"], row["g2_big"], a.b_small, row["b_big"])
         if d in marks:
-            b, b0 = with_n.summary()["b_simple"], without.summary()["b_simple"]
+            b, b0 = with_n.summary()["b_simple_g2_weighted"], without.summary()["b_simple_g2_weighted"]
             series.append({"draws": d, "b_simple": b, "relative_error": b / exact["b_simple"] - 1,
                            "b_simple_no_correction": b0, "relative_error_no_correction": b0 / exact["b_simple"] - 1})
             print(f"  {d:5d} draws: monitor {b:.2f} ({100 * (b / exact['b_simple'] - 1):+.2f}%), without the "
@@ -170,7 +170,7 @@ def _ddp_rank(rank, port, cfg, path):
                 cpu[k].append(float(dc) / cfg["chunk"])
         if rank == 0:
             Path(path).write_text(json.dumps({"times": times, "cpu": cpu, "monitors": {
-                k: {"measurements": m.summary()["measurements"], "b_simple": m.summary()["b_simple"]}
+                k: {"measurements": m.summary()["measurements"], "b_simple": m.summary()["b_simple_g2_weighted"]}
                 for k, m in monitors.items()}}))
     finally:
         leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)

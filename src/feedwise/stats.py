@@ -1,7 +1,11 @@
-"""How well a per-example score picks out known positives (e.g. flipped labels): pure maths,
-shared by the emphasis study's diagnostics and `feedwise flag`."""
+"""Pure statistics shared by the studies: how well a per-example score picks out known positives
+(e.g. flipped labels; the emphasis study's diagnostics and `feedwise flag`), the gradient noise
+scale's estimator and its summaries (the noise-scale study and :mod:`feedwise.monitor`), and the
+bootstrap of a minimum over a trial set (the batch-size study's intervals)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -41,3 +45,86 @@ def rank(scores: np.ndarray) -> np.ndarray:
 def top_share(scores: np.ndarray, positive: np.ndarray) -> float | None:
     """Share of positives among the k highest scores, k = number of positives (precision at k)."""
     return top_k_share(scores, positive, int(np.sum(positive)))
+
+
+# ------------------------------------------------------------------------------ gradient noise scale
+# (McCandlish et al. 2018, appendix A; DESIGN.md "noise scale"). Pure maths over measured squared
+# gradient norms; the measurements themselves are taken by feedwise.monitor.
+
+def finite_c(b: float, n: int | None) -> float:
+    """``c(B) = (N − B) / (B (N − 1))``: the variance factor of the mean of B per-example gradients drawn
+    **without replacement** from N, so that ``E|G_B|² = |G|² + c(B) tr(Σ)`` with G the mean gradient over
+    the N examples and ``Σ = (1/N) Σ_i (g_i − G)(g_i − G)ᵀ`` their covariance (divisor N). ``1/B`` (drawing
+    with replacement, or N infinite) when N is unknown. The correction matters when B/N does not vanish:
+    ``c(B)·B = (N − B)/(N − 1)``, e.g. 0.75 for B = 1,024 of N = 4,000 (without it, tr(Σ) is
+    underestimated by that factor and |G|² overestimated)."""
+    if n is None or n <= 1:
+        return 1.0 / b
+    return (n - b) / (b * (n - 1))
+
+
+def noise_estimate(q_small: float, q_big: float, b_small: float, b_big: float,
+                   n: int | None = None) -> tuple[float, float]:
+    """(|G|², tr Σ) from the mean squared gradient norm at two batch sizes, unbiased (may be < 0):
+    ``tr Σ = (q_small − q_big) / (c(B_small) − c(B_big))``, ``|G|² = q_big − c(B_big) tr Σ``.
+
+    The same algebra gives (GᵀHG, tr(HΣ)) when ``q`` are H-weighted squared norms ``gᵀHg`` with an H
+    drawn independently of the gradients (B_noise = tr(HΣ)/GᵀHG)."""
+    if not 0 < b_small < b_big:
+        from feedwise.errors import FeedwiseError
+        raise FeedwiseError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    cs, cb = finite_c(b_small, n), finite_c(b_big, n)
+    tr = (q_small - q_big) / (cs - cb)
+    return q_big - cb * tr, tr
+
+
+def ratio_of_means(g2s, trs) -> float:
+    """mean(tr Σ) / mean(|G|²) = Σ tr / Σ |G|²: each measurement weighs by its |G|² (NaN when the mean
+    |G|² is not positive or there is nothing)."""
+    if not len(g2s):
+        return math.nan
+    g2, tr = sum(g2s) / len(g2s), sum(trs) / len(trs)
+    return tr / g2 if g2 > 0 else math.nan
+
+
+NOISE_SUMMARY_RULES = {
+    "time_average": "plain mean over time: the series is cut into consecutive blocks of `block` measurements, "
+                    "each block's B_simple is its ratio of means (the paper's guard against the noise of one "
+                    "ratio), and the blocks weigh the same (each stretch of training counts equally)",
+    "g2_weighted": "sum(tr Sigma) / sum(|G|^2) over every measurement: a |G|^2-weighted ratio, which leans on "
+                   "early, high-gradient training (NOT the mean over the run)",
+    "near_target": "ratio of means over the `block` measurements up to and including the step the target was "
+                   "reached (null when it was not)",
+    "late_window": "ratio of means over the last `late_fraction` of the measurements",
+    "at_start": "ratio of means of the measurement(s) at step 0 (before any training)",
+    "at_target": "ratio of means of the measurement(s) at the step the target was reached",
+}
+
+
+def noise_summaries(steps, g2s, trs, *, target_step: int | None = None, block: int = 4,
+                    late_fraction: float = 0.25) -> dict:
+    """Honest summaries of a B_simple series (one (|G|², tr Σ) estimate per measurement, in step order):
+    ``time_average``, ``g2_weighted``, ``near_target``, ``late_window``, ``at_start``, ``at_target``
+    (rules in :data:`NOISE_SUMMARY_RULES`; a summary that cannot be formed is NaN)."""
+    steps, g2s, trs = list(steps), [float(v) for v in g2s], [float(v) for v in trs]
+    n, block = len(g2s), max(1, int(block))
+    blocks = [ratio_of_means(g2s[i:i + block], trs[i:i + block]) for i in range(0, n, block)]
+    finite = [v for v in blocks if math.isfinite(v)]
+    late = max(1, math.ceil(late_fraction * n)) if n else 0
+
+    def at(step):
+        idx = [i for i, s in enumerate(steps) if s == step]
+        return ratio_of_means([g2s[i] for i in idx], [trs[i] for i in idx]) if idx else math.nan
+
+    near = math.nan
+    if target_step is not None:
+        idx = [i for i, s in enumerate(steps) if s <= target_step][-block:]
+        near = ratio_of_means([g2s[i] for i in idx], [trs[i] for i in idx]) if idx else math.nan
+    return {"time_average": sum(finite) / len(finite) if finite else math.nan,
+            "g2_weighted": ratio_of_means(g2s, trs),
+            "near_target": near,
+            "late_window": ratio_of_means(g2s[n - late:], trs[n - late:]) if n else math.nan,
+            "at_start": at(0),
+            "at_target": at(target_step) if target_step is not None else math.nan,
+            "blocks_dropped": len(blocks) - len(finite), "block": block, "late_fraction": late_fraction,
+            "measurements": n, "target_step": target_step}
