@@ -1,0 +1,150 @@
+"""Which score x selection rule gives the best training subset, at what search cost? Training-dynamics scores
+(EL2N, forgetting events, area under the margin: one training run) beside ensemble entropy and random, each
+with top-fraction and coverage-centric selection (CCS), with and without label noise (issue 18).
+
+    .venv/bin/python benchmarks/subset_scores.py --noise 0        # one study (<= 10 min on the shared machine)
+    .venv/bin/python benchmarks/subset_scores.py --noise 0.2
+    .venv/bin/python benchmarks/subset_scores.py --summarize      # only (re)write the JSON from the folders
+    .venv/bin/python benchmarks/subset_scores.py --workload fashion-mnist-mlp --noise 0
+
+One `feedwise subset` study per label noise into runs/bench-subset-scores[-fashion]/noise<tau>/ (resumable).
+Protocol (PROTOCOLS): one-shot search by 2 acquisition models x 10 checkpoints (entropy reads all 20 members;
+el2n, forgetting and aum read model 0's 10 evaluations of the pool: one training run); subsets of 1/8, 1/4
+and 1/2 by top (hardest: the papers' rule for these scores) and by CCS (50 strata, the hardest 10% dropped);
+the target MLP trained from scratch under the epochs budget rule (as many epochs as full-data training: the
+rule under which a subset is cheaper), 3 paired seeds, one torch thread. Verdicts and choices on validation
+error (paired one-sided t-tests, Holm over each family), test error reported for the chosen cell and the
+random and full-data baselines. Writes benchmarks/results/subset_scores_<mnist1d|fashion>.json: per noise, the
+chosen cell per fraction with its verdicts, search cost (examples and FLOP-weighted work) and break-even;
+every cell's validation error and p-values; class coverage (and, with noise, the share of flipped labels) of
+every subset at 1/4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("FEEDWISE_QUIET", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from feedwise.results import read_json, write_json  # noqa: E402
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study  # noqa: E402
+from feedwise.studies.train.run import DataOptions  # noqa: E402
+from feedwise.workloads import get_workload  # noqa: E402
+
+NOISES = (0.0, 0.2)
+FRACTIONS = [0.125, 0.25, 0.5]
+ACQUISITIONS = ["entropy", "el2n", "forgetting", "aum", "random"]
+SELECTIONS = ["top", "ccs"]
+PROTOCOLS = {
+    "mnist1d-mlp": dict(ensemble="2x10", acq_steps=1500, target_steps=3000, seeds=3),
+    "fashion-mnist-mlp": dict(ensemble="2x10", acq_steps=750, target_steps=1500, seeds=3),
+}
+SHORT = {"mnist1d-mlp": "mnist1d", "fashion-mnist-mlp": "fashion"}
+
+
+def request(workload: str, noise: float) -> SubsetRequest:
+    p = PROTOCOLS[workload]
+    return SubsetRequest(workload=workload, acquisitions=ACQUISITIONS, fractions=FRACTIONS, ensemble=p["ensemble"],
+                         schedule="one-shot", seeds=p["seeds"], balances=["none"], budgets=["epochs"],
+                         target_steps=p["target_steps"], acq_steps=p["acq_steps"], selections=SELECTIONS,
+                         ccs_strata=50, ccs_beta=0.1, dynamics_models=1, el2n_checkpoints=1,
+                         data=DataOptions(label_noise=noise))
+
+
+def folder(workload: str, noise: float) -> Path:
+    suffix = "" if workload == "mnist1d-mlp" else "-" + SHORT[workload]
+    return ROOT / "runs" / f"bench-subset-scores{suffix}" / f"noise{noise:g}"
+
+
+def coverage(labels: np.ndarray, idx: np.ndarray, k: int, flipped: np.ndarray | None) -> dict:
+    counts = np.bincount(labels[idx], minlength=k)
+    share = np.bincount(labels, minlength=k) / labels.size * idx.size
+    ratio = counts / share
+    return {"class_counts": counts.tolist(), "min_class_ratio": round(float(ratio.min()), 3),
+            "max_class_ratio": round(float(ratio.max()), 3),
+            "classes_under_half": [int(c) for c in np.flatnonzero(ratio < 0.5)],
+            "flipped_share": None if flipped is None else round(float(flipped[idx].mean()), 4)}
+
+
+def summarize_noise(workload: str, noise: float) -> dict | None:
+    d = folder(workload, noise)
+    if not (d / "summary.json").exists():
+        return None
+    s = read_json(d / "summary.json")
+    data = get_workload(workload).load(label_noise=noise)
+    labels = data.y_train.numpy()
+    flipped = None
+    if noise:
+        flipped = np.zeros(data.num_train, bool)
+        flipped[data.noisy_indices] = True
+    cells = []
+    for r in s["results"]:
+        idx = np.load(d / "subsets" / f"{r['subset']}.npy")
+        cells.append({"acquisition": r["acquisition"], "selection": r["selection"], "fraction": r["fraction"],
+                      "val_error": r["val_error"], "val_gap_to_full": r["val_gap_to_full"],
+                      "vs_random": r["vs_random"], "vs_full": r["vs_full"], "beats_random": r["beats_random"],
+                      "within_tolerance": r["within_tolerance"], "test_error": r["test_error"],
+                      "search_cost": {k: r["search_cost"][k] for k in ("examples", "work", "seconds")},
+                      "target_cost": r["target_cost"], "break_even": r["break_even"],
+                      "coverage": coverage(labels, idx, data.num_classes, flipped)})
+    return {"folder": str(d.relative_to(ROOT)), "full": s["full"], "chosen": s["chosen"],
+            "search_total": s["cost"]["search_total"], "cells": cells,
+            "beats_random_at_quarter": [f"{c['acquisition']}/{c['selection']}" for c in cells
+                                        if c["fraction"] == 0.25 and c["beats_random"]],
+            "verdict_rule": s["verdict_rule"], "break_even_rule": s["break_even_rule"], "units": s["cost"]["units"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", default="mnist1d-mlp", choices=sorted(PROTOCOLS))
+    ap.add_argument("--noise", type=float, choices=NOISES, default=None)
+    ap.add_argument("--summarize", action="store_true", help="only write the JSON from the study folders")
+    a = ap.parse_args()
+    out = ROOT / "benchmarks" / "results" / f"subset_scores_{SHORT[a.workload]}.json"
+    old = read_json(out) if out.exists() else {}
+    history = old.get("run_history", [])
+    if not a.summarize:
+        for noise in NOISES if a.noise is None else [a.noise]:
+            t0 = time.time()
+            _, ran = run_subset_study(request(a.workload, noise), str(folder(a.workload, noise)), threads=1,
+                                      device="cpu", command=sys.argv)
+            history.append({"noise": noise, "trials_run": ran, "elapsed_s": round(time.time() - t0, 1)})
+            print(f"noise {noise:g}: {ran} trials, {time.time() - t0:.0f} s", flush=True)
+    p = PROTOCOLS[a.workload]
+    res = {"benchmark": "subset_scores", "workload": a.workload, "command": " ".join(sys.argv),
+           "protocol": {**p, "schedule": "one-shot", "fractions": FRACTIONS, "acquisitions": ACQUISITIONS,
+                        "selections": SELECTIONS, "ccs_strata": 50, "ccs_beta": 0.1, "dynamics_models": 1,
+                        "el2n_checkpoints": 1, "keep (top)": "hardest", "balance": "none", "budget": "epochs",
+                        "batch_size": 128, "lr": get_workload(a.workload).lr, "threads": 1, "noises": list(NOISES)},
+           "scaled": ("2 acquisition models x 10 checkpoints, short acquisition runs, 3 seeds, the epochs budget rule "
+                      "only, balance none only, one torch thread: sized to <= 10 minutes per study on a shared "
+                      "2-core machine"),
+           "papers": {"el2n": "Paul et al. 2021: EL2N early in training, keep the hardest; CIFAR-10 loses little at "
+                               "50% pruning",
+                      "forgetting": "Toneva et al. 2019: drop unforgettable examples",
+                      "aum": "Pleiss et al. 2020: low AUM flags mislabelled examples",
+                      "ccs": "Zheng et al. 2023: CCS beats random at high pruning rates where top-k collapses"},
+           "studies": {f"noise{n:g}": summarize_noise(a.workload, n) for n in NOISES}, "run_history": history}
+    write_json(out, res)
+    for key, st in res["studies"].items():
+        if st is None:
+            continue
+        for c in st["chosen"]:
+            rt = (c["random_test_error"] or {}).get("mean")
+            print(f"{key} {c['fraction']:g}: {c['subset']} test {c['test_error']['mean']:.4f} vs random "
+                  f"{rt:.4f} vs full {c['full_test_error']['mean']:.4f}; beats random {c['beats_random']} "
+                  f"(Holm p {c['p_holm_vs_random']})")
+        print(f"{key}: beats random at 1/4: {st['beats_random_at_quarter'] or 'none'}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
