@@ -6,6 +6,7 @@ with top-fraction and coverage-centric selection (CCS), with and without label n
     .venv/bin/python benchmarks/subset_scores.py --noise 0.2
     .venv/bin/python benchmarks/subset_scores.py --summarize      # only (re)write the JSON from the folders
     .venv/bin/python benchmarks/subset_scores.py --workload fashion-mnist-mlp --noise 0
+    .venv/bin/python benchmarks/subset_scores.py --noise 0.2 --ccs-beta-from-flag   # CCS only, beta = flag's rate
 
 One `feedwise subset` study per label noise into runs/bench-subset-scores[-fashion]/noise<tau>/ (resumable).
 Protocol (PROTOCOLS): one-shot search by 2 acquisition models x 10 checkpoints (entropy reads all 20 members;
@@ -18,6 +19,11 @@ random and full-data baselines. Writes benchmarks/results/subset_scores_<mnist1d
 chosen cell per fraction with its verdicts, search cost (examples and FLOP-weighted work) and break-even;
 every cell's validation error and p-values; class coverage (and, with noise, the share of flipped labels) of
 every subset at 1/4.
+
+``--ccs-beta-from-flag`` runs a CCS-only variant whose beta (the hardest share dropped) is the label-noise
+rate estimated by `feedwise flag` in benchmarks/results/subset_keep_<short>.json (run subset_keep.py first):
+CCS's beta must cover the mislabelled tail, and the default 0.1 is below a 0.2 noise rate. Its study is
+stored beside the others as noise<tau>-ccs-beta<beta>.
 """
 
 from __future__ import annotations
@@ -50,18 +56,29 @@ PROTOCOLS = {
 SHORT = {"mnist1d-mlp": "mnist1d", "fashion-mnist-mlp": "fashion"}
 
 
-def request(workload: str, noise: float) -> SubsetRequest:
+def request(workload: str, noise: float, beta: float | None = None) -> SubsetRequest:
     p = PROTOCOLS[workload]
     return SubsetRequest(workload=workload, acquisitions=ACQUISITIONS, fractions=FRACTIONS, ensemble=p["ensemble"],
                          schedule="one-shot", seeds=p["seeds"], balances=["none"], budgets=["epochs"],
-                         target_steps=p["target_steps"], acq_steps=p["acq_steps"], selections=SELECTIONS,
-                         ccs_strata=50, ccs_beta=0.1, dynamics_models=1, el2n_checkpoints=1,
+                         target_steps=p["target_steps"], acq_steps=p["acq_steps"],
+                         selections=SELECTIONS if beta is None else ["ccs"], ccs_strata=50,
+                         ccs_beta=0.1 if beta is None else beta, dynamics_models=1, el2n_checkpoints=1,
                          data=DataOptions(label_noise=noise))
 
 
-def folder(workload: str, noise: float) -> Path:
+def key(noise: float, beta: float | None = None) -> str:
+    return f"noise{noise:g}" + ("" if beta is None else f"-ccs-beta{beta:g}")
+
+
+def folder(workload: str, noise: float, beta: float | None = None) -> Path:
     suffix = "" if workload == "mnist1d-mlp" else "-" + SHORT[workload]
-    return ROOT / "runs" / f"bench-subset-scores{suffix}" / f"noise{noise:g}"
+    return ROOT / "runs" / f"bench-subset-scores{suffix}" / key(noise, beta)
+
+
+def flag_beta(workload: str, noise: float) -> float:
+    path = ROOT / "benchmarks" / "results" / f"subset_keep_{SHORT[workload]}.json"
+    est = read_json(path)["estimates"][f"{noise:g}"]
+    return round(float(est["estimated_rate"]), 3)
 
 
 def coverage(labels: np.ndarray, idx: np.ndarray, k: int, flipped: np.ndarray | None) -> dict:
@@ -74,8 +91,8 @@ def coverage(labels: np.ndarray, idx: np.ndarray, k: int, flipped: np.ndarray | 
             "flipped_share": None if flipped is None else round(float(flipped[idx].mean()), 4)}
 
 
-def summarize_noise(workload: str, noise: float) -> dict | None:
-    d = folder(workload, noise)
+def summarize_noise(workload: str, noise: float, beta: float | None = None) -> dict | None:
+    d = folder(workload, noise, beta)
     if not (d / "summary.json").exists():
         return None
     s = read_json(d / "summary.json")
@@ -95,7 +112,10 @@ def summarize_noise(workload: str, noise: float) -> dict | None:
                       "search_cost": {k: r["search_cost"][k] for k in ("examples", "work", "seconds")},
                       "target_cost": r["target_cost"], "break_even": r["break_even"],
                       "coverage": coverage(labels, idx, data.num_classes, flipped)})
-    return {"folder": str(d.relative_to(ROOT)), "full": s["full"], "chosen": s["chosen"],
+    return {"folder": str(d.relative_to(ROOT)), "ccs_beta": 0.1 if beta is None else beta,
+            **({} if beta is None else {"ccs_beta_source": "label-noise rate estimated by feedwise flag "
+                                                           f"(subset_keep_{SHORT[workload]}.json)"}),
+            "full": s["full"], "chosen": s["chosen"],
             "search_total": s["cost"]["search_total"], "cells": cells,
             "beats_random_at_quarter": [f"{c['acquisition']}/{c['selection']}" for c in cells
                                         if c["fraction"] == 0.25 and c["beats_random"]],
@@ -107,6 +127,8 @@ def main() -> None:
     ap.add_argument("--workload", default="mnist1d-mlp", choices=sorted(PROTOCOLS))
     ap.add_argument("--noise", type=float, choices=NOISES, default=None)
     ap.add_argument("--summarize", action="store_true", help="only write the JSON from the study folders")
+    ap.add_argument("--ccs-beta-from-flag", action="store_true",
+                    help="CCS only, beta = the noise rate flag estimated (subset_keep.py's JSON)")
     a = ap.parse_args()
     out = ROOT / "benchmarks" / "results" / f"subset_scores_{SHORT[a.workload]}.json"
     old = read_json(out) if out.exists() else {}
@@ -114,9 +136,10 @@ def main() -> None:
     if not a.summarize:
         for noise in NOISES if a.noise is None else [a.noise]:
             t0 = time.time()
-            _, ran = run_subset_study(request(a.workload, noise), str(folder(a.workload, noise)), threads=1,
-                                      device="cpu", command=sys.argv)
-            history.append({"noise": noise, "trials_run": ran, "elapsed_s": round(time.time() - t0, 1)})
+            beta = flag_beta(a.workload, noise) if a.ccs_beta_from_flag else None
+            _, ran = run_subset_study(request(a.workload, noise, beta), str(folder(a.workload, noise, beta)),
+                                      threads=1, device="cpu", command=sys.argv)
+            history.append({"study": key(noise, beta), "trials_run": ran, "elapsed_s": round(time.time() - t0, 1)})
             print(f"noise {noise:g}: {ran} trials, {time.time() - t0:.0f} s", flush=True)
     p = PROTOCOLS[a.workload]
     res = {"benchmark": "subset_scores", "workload": a.workload, "command": " ".join(sys.argv),
@@ -133,16 +156,20 @@ def main() -> None:
                       "aum": "Pleiss et al. 2020: low AUM flags mislabelled examples",
                       "ccs": "Zheng et al. 2023: CCS beats random at high pruning rates where top-k collapses"},
            "studies": {f"noise{n:g}": summarize_noise(a.workload, n) for n in NOISES}, "run_history": history}
+    base = folder(a.workload, 0.0).parent
+    for d in sorted(base.glob("noise*-ccs-beta*")) if base.exists() else []:
+        noise, beta = (float(v) for v in d.name[len("noise"):].split("-ccs-beta"))
+        res["studies"][d.name] = summarize_noise(a.workload, noise, beta)
     write_json(out, res)
-    for key, st in res["studies"].items():
+    for name, st in res["studies"].items():
         if st is None:
             continue
         for c in st["chosen"]:
             rt = (c["random_test_error"] or {}).get("mean")
-            print(f"{key} {c['fraction']:g}: {c['subset']} test {c['test_error']['mean']:.4f} vs random "
+            print(f"{name} {c['fraction']:g}: {c['subset']} test {c['test_error']['mean']:.4f} vs random "
                   f"{rt:.4f} vs full {c['full_test_error']['mean']:.4f}; beats random {c['beats_random']} "
                   f"(Holm p {c['p_holm_vs_random']})")
-        print(f"{key}: beats random at 1/4: {st['beats_random_at_quarter'] or 'none'}")
+        print(f"{name}: beats random at 1/4: {st['beats_random_at_quarter'] or 'none'}")
     print(f"wrote {out}")
 
 
