@@ -95,6 +95,24 @@ def rows() -> list[tuple[str, str, str, str]]:
         out.append((f"{wl} one-shot 50% subset test error (full data {s['full_data']['test_error']['mean']:.3f})",
                     "; ".join(parts), "paper: no loss at 50%", f"subset_study_{wl}.json"))
     for short in ("mnist1d", "fashion"):
+        if not (RESULTS / f"subset_scores_{short}.json").exists():
+            continue
+        sc = load(f"subset_scores_{short}.json")
+        for name, st in sc["studies"].items():
+            if st is None or "-ccs-beta" in name:
+                continue
+            c = next((c for c in st["chosen"] if c["fraction"] == 0.25), None)
+            if c is None:
+                continue
+            out.append((f"{short} 1/4 subset, label noise {name[len('noise'):]}: best score x selection chosen on "
+                        "validation vs random vs full data (test error, 3 seeds, epochs budget)",
+                        f"{c['acquisition']}/{c['selection']} {c['test_error']['mean']:.4f} vs "
+                        f"{c['random_test_error']['mean']:.4f} vs {c['full_test_error']['mean']:.4f}; beats random "
+                        f"after Holm: {'yes' if c['beats_random'] else 'no'}", "goal: beat random (issue 18)",
+                        f"subset_scores_{short}.json"))
+    for short in ("mnist1d", "fashion"):
+        if not (RESULTS / f"subset_keep_{short}.json").exists():
+            continue
         sk = load(f"subset_keep_{short}.json")
         if "fraction_source" in sk:   # the kept fraction from flag's estimated noise rate (issue 16)
             st = sk["studies"]["noise0.2"]
