@@ -203,6 +203,14 @@ def main() -> None:
     for d in sorted(base.glob("noise*-ccs-beta*")) if base.exists() else []:
         noise, beta = (float(v) for v in d.name[len("noise"):].split("-ccs-beta"))
         res["studies"][d.name] = summarize_noise(a.workload, noise, beta)
+    plots = []
+    for name, st in res["studies"].items():   # validation error vs fraction per score x selection
+        if st is not None:
+            from feedwise.studies.subset.report import plot_error_vs_fraction
+            path = out.parent / f"subset_scores_{SHORT[a.workload]}_{name}.png"
+            plot_error_vs_fraction(read_json(ROOT / st["folder"] / "summary.json"), path, "none", "epochs", dpi=60)
+            plots.append(path.name)
+    res["plots"] = plots
     write_json(out, res)
     for name, st in res["studies"].items():
         if st is None:

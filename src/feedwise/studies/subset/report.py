@@ -211,14 +211,17 @@ def conclusion(study_dir: Path) -> str | None:
     if not chosen:
         return None
     parts = []
+    full_work = summary["full"]["cost"].get("work")
     for rule in summary["budgets"]:
         cells = []
         for c in (c for c in chosen if c["budget"] == rule):
             rt = (c["random_test_error"] or {}).get("mean")
             verdict = "" if c["beats_random"] is None else (" (beats random)" if c["beats_random"]
                                                            else " (does not beat random)")
+            search = c.get("search_cost", {}).get("work")
+            cost = f", search {search / full_work:.2f} full trainings of work" if search and full_work else ""
             cells.append(f"{c['fraction']:g}: {c['subset']} {c['test_error']['mean']:.3f}"
-                         + (f" vs random {rt:.3f}" if rt is not None else "") + verdict)
+                         + (f" vs random {rt:.3f}" if rt is not None else "") + verdict + cost)
         if cells:
             parts.append(f"{rule} budget — " + ", ".join(cells))
     pays = [r["break_even"]["work"] for r in summary["results"] if r["acquisition"] != "random"
