@@ -158,7 +158,8 @@ def summarise(records: list[dict], methods: list[str]) -> dict:
         diags = [r.get("diagnostics") or {} for r in runs.values()]
         agg: dict = {}
         for name in ("auroc_std", "auroc_mean", "auroc_loss", "top_share_std", "top_share_mean", "top_share_loss",
-                     "std_clean_mean", "std_noisy_mean", "emphasis_mass_noisy", "noisy_fraction"):
+                     "std_clean_mean", "std_noisy_mean", "emphasis_mass_noisy", "noisy_fraction",
+                     "selected_noisy_share", "selected_once_share", "auroc_il"):
             vals = [d.get(name) for d in diags if d.get(name) is not None]
             if vals:
                 agg[name] = float(np.mean(vals))
