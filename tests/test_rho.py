@@ -104,7 +104,9 @@ def test_in_a_users_own_loop():
     opt = torch.optim.SGD(il_model.parameters(), lr=0.5)
     for _ in range(50):
         loss = F.cross_entropy(il_model(x[h]), y[h])
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     with torch.no_grad():
         il = torch.full((len(y),), float("nan"))
         il[t] = F.cross_entropy(il_model(x[t]), y[t], reduction="none")
@@ -120,7 +122,9 @@ def test_in_a_users_own_loop():
         assert idx.tolist() == reference_select(cand.numpy(), losses.numpy(), il.numpy(), 8).tolist()
         assert set(idx.tolist()) <= set(t.tolist())          # never a holdout row
         loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     assert F.cross_entropy(model(x[t]), y[t]).item() < start
     assert rho.forward_examples == 60 * 32 and rho.steps == 60
     # the generator form

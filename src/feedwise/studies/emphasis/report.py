@@ -62,10 +62,10 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         cb = s["comparisons"]["best"].get(m, {})
         rows.append([m, e.get("label"), _f(e["final"]["test_error_mean"]), _f(e["final"]["test_error_std"]),
                      _pct(cf.get("relative_reduction")), _p(cf.get("p")), _p(cf.get("p_holm")),
-                     _p(cf.get("wilcoxon_p")), "" if m == "uniform" else ("yes" if cf.get("significant_holm") else "no"),
+                     _p(cf.get("wilcoxon_p")), "" if not cf else ("yes" if cf.get("significant_holm") else "no"),
                      _f(e["best"]["test_error_mean"]), _f(e["best"]["test_error_std"]),
                      _pct(cb.get("relative_reduction")), _p(cb.get("p_holm")),
-                     "" if m == "uniform" else ("yes" if cb.get("significant_holm") else "no")])
+                     "" if not cb else ("yes" if cb.get("significant_holm") else "no")])
     fig, ax = figure(7.5, 4.0)
     x = np.arange(len(methods))
     for k, (which, label) in enumerate((("final", "final model"), ("best", "best-validation checkpoint"))):
