@@ -154,6 +154,9 @@ def summarise(records: list[dict], methods: list[str]) -> dict:
     for m in methods:
         runs = by[m]
         out["methods"][m]["wall_s_mean"] = _ms([r.get("wall_s") for r in runs.values()])[0]
+        il_wall = [(r.get("il") or {}).get("wall_s") for r in runs.values()]
+        if any(v is not None for v in il_wall):   # rho: its IL models' training time, beside its own
+            out["methods"][m]["il_wall_s_mean"] = _ms(il_wall)[0]
         out["methods"][m]["best_step_mean"] = _ms([r.get("best_step") for r in runs.values()])[0]
         diags = [r.get("diagnostics") or {} for r in runs.values()]
         agg: dict = {}
