@@ -237,7 +237,8 @@ def test_study_end_to_end_never_scores_a_trained_row_and_costs_add_up(tmp_path, 
     emphasis_study(req, str(out), threads=1, device="cpu")
     assert not trained_inputs and mtimes == {p: p.stat().st_mtime_ns for p in out.glob("trials/*/*.npy")}
     secs = build_sections(out, tmp_path / "assets")
-    assert any("RHO-LOSS" in sec.title for sec in secs)
+    rho_sec = [sec for sec in secs if "RHO-LOSS" in sec.title]
+    assert len(rho_sec) == 1 and len(rho_sec[0].images) == 1 and "uniform-matched" in rho_sec[0].markdown
 
 
 def test_cli_rho_errors(tmp_path, data_cache, capsys):

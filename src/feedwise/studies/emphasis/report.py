@@ -147,11 +147,31 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         sections.append(_section("Emphasis: do flipped labels get emphasised, and can the history flag them?",
                                  f"<p>{text}</p>" + table_html(header, diag_rows),
                                  text + "\n\n" + table_md(header, diag_rows), images))
-    sections += rho_sections(s)
+    sections += rho_sections(s, assets, tag)
     return sections
 
 
-def rho_sections(s: dict) -> list[Section]:
+def _compute_curves(s: dict, assets: Path, tag: str) -> str:
+    """Mean validation error against compute spent (forward-pass units; rho starts at its IL models' cost)."""
+    fig, ax = figure(7.0, 4.0)
+    for m, c in s["curves"].items():
+        comp = (s["methods"].get(m) or {}).get("compute") or {}
+        steps = s.get("matched_steps") if m == "uniform-matched" else s.get("steps")
+        if not comp or not steps:
+            continue
+        offset = comp.get("il_units") or 0.0
+        per_step = (comp["units"] - offset) / steps
+        pts = [(offset + st * per_step, v) for st, v in zip(c["step"], c["val_error_mean"]) if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=m, lw=2.2 if m in ("uniform", "rho") else 1.1)
+    ax.set_xlabel("compute (forward-pass units: forward 1, forward + backward 3 per example)")
+    ax.set_ylabel("validation error (mean over seeds)")
+    ax.set_title("validation error against compute")
+    ax.legend(fontsize=7)
+    return save(fig, assets / f"{tag}-compute-curves.png")
+
+
+def rho_sections(s: dict, assets: Path | None = None, tag: str = "emphasis") -> list[Section]:
     """RHO-LOSS against every other method (paired, Holm over rho's comparisons), and every method's compute."""
     rho = s.get("rho")
     if not rho:
@@ -191,9 +211,10 @@ def rho_sections(s: dict) -> list[Section]:
         text += (f" Flipped labels: {d.get('noisy_fraction', 0) * 100:.1f}% of the rows, "
                  f"{d['selected_noisy_share'] * 100:.1f}% of rho's trained examples; the IL loss flags them with "
                  f"AUROC {d.get('auroc_il', float('nan')):.3f}.")
+    images = [_compute_curves(s, assets, tag)] if assets is not None and s.get("curves") else []
     html = f"<p>{text}</p>" + table_html(header, rows) + table_html(cost_header, cost_rows)
     md = text + "\n\n" + table_md(header, rows) + "\n\n" + table_md(cost_header, cost_rows)
-    return [_section("RHO-LOSS: against uniform, Active Bias and uniform at its compute", html, md,
+    return [_section("RHO-LOSS: against uniform, Active Bias and uniform at its compute", html, md, images,
                      caveats=["Holm here runs over rho's own comparisons (one family), apart from the "
                               "methods-vs-uniform family above."])]
 
