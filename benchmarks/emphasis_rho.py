@@ -6,7 +6,8 @@ summary as ``benchmarks/results/emphasis_rho_<workload>_noise<τ>.json`` plus th
 
     .venv/bin/python benchmarks/emphasis_rho.py --workload mnist1d-mlp --noise 0.2
 
-3 paired seeds (0, 1, 2). Equal training steps for every method (3,000 at batch 128 on mnist1d-mlp, as benchmarks/emphasis_study.py);
+3 paired seeds (0, 1, 2). Equal training steps for every method (3,000 at batch 128 on mnist1d-mlp, as
+benchmarks/emphasis_study.py);
 RHO-LOSS draws 1,280 candidates per step (ratio 0.1, the paper's) and its irreducible-loss models are two
 cross-fitted MLPs of the same architecture (holdout 1/2, 1,500 steps each, best-validation checkpoint).
 ``uniform-matched`` is uniform trained for as many steps as RHO-LOSS's whole compute buys (IL models and

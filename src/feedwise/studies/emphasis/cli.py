@@ -25,7 +25,7 @@ def register(sub) -> None:
                    help="tune lr, ε and burn-in per method with N Optuna trials on validation error (default N: 8)")
     r = p.add_argument_group("RHO-LOSS (with --methods ...,rho)")
     r.add_argument("--rho-ratio", type=float, default=0.1,
-                   help="batch / candidate batch: each step trains on the top ratio of B/ratio candidates (default 0.1)")
+                   help="batch / candidate batch: each step trains on the best B of B/ratio candidates (default 0.1)")
     r.add_argument("--rho-holdout", type=float, default=0.5,
                    help="share of the training rows the irreducible-loss model trains on (default 0.5)")
     r.add_argument("--rho-il-steps", type=int, default=None,
