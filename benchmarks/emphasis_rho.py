@@ -1,7 +1,7 @@
 """Does RHO-LOSS beat uniform and Active Bias, with and without label noise, and at what compute?
 
 Runs the `feedwise emphasis` study with ``--methods uniform,spv,wpv,rho --matched-compute`` on one
-workload and label-noise level into ``runs/emphasis_rho/<workload>-noise<τ>/`` (resumable) and saves its
+workload and label-noise level into ``runs/emphasis_rho/<workload>_noise<τ>/`` (resumable) and saves its
 summary as ``benchmarks/results/emphasis_rho_<workload>_noise<τ>.json`` plus the report's PNGs.
 
     .venv/bin/python benchmarks/emphasis_rho.py --workload mnist1d-mlp --noise 0.2

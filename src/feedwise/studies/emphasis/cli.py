@@ -52,7 +52,8 @@ def cmd_emphasis(a) -> int:
                           rho=RhoOptions(ratio=a.rho_ratio, holdout=a.rho_holdout, crossfit=not a.rho_holdout_only,
                                          il_steps=a.rho_il_steps))
     summary = emphasis_study(req, a.out, threads=a.threads, device=a.device, command=sys.argv)
-    print(f"{'method':15} {'final test err':>16} {'best-ckpt test err':>19} {'rel. vs uniform':>16} {'p (t)':>7} {'p Holm':>7}")
+    print(f"{'method':15} {'final test err':>16} {'best-ckpt test err':>19} {'rel. vs uniform':>16} "
+          f"{'p (t)':>7} {'p Holm':>7}")
     comps = summary["comparisons"]["final"]
     for m, s in summary["methods"].items():
         f, b = s["final"], s["best"]
