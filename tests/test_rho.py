@@ -229,6 +229,9 @@ def test_study_end_to_end_never_scores_a_trained_row_and_costs_add_up(tmp_path, 
     assert "uniform-matched" not in s["comparisons"]["final"] and "rho" in s["comparisons"]["final"]
     assert set(s["rho"]["final"]) == {"uniform", "spv", "uniform-matched"}
     assert 0 <= rec["diagnostics"]["selected_noisy_share"] <= 1 and rec["il"]["folds"]["a"]["trained_rows"] > 0
+    tr = rec["diagnostics"]["selection_trace"]
+    assert [r["step"] for r in tr] == [20, 40] and all(0 <= r["noisy_share"] <= 1 for r in tr)
+    assert [r["step"] for r in m["rho"]["diagnostics"]["selection_trace"]] == [20, 40]
     assert m["rho"]["il_wall_s_mean"] > 0 and "il_wall_s_mean" not in m["uniform"]
     json.dumps(s)
     # resume: the IL models and the trials are read back, not trained again

@@ -98,6 +98,28 @@ class EmphasisRequest:
 
 
 # --------------------------------------------------------------------------- one trial
+class SelectionTrace:
+    """Engine callback for a selecting feeder (rho): between evaluations, the share of flipped labels
+    among the examples it trained on, and the share of rows it picked at least once so far."""
+
+    def __init__(self, data: Dataset):
+        self.noisy = None
+        if len(data.noisy_indices):
+            self.noisy = np.zeros(data.num_train, bool)
+            self.noisy[np.asarray(data.noisy_indices, dtype=np.int64)] = True
+        self.prev = None
+        self.rows: list[dict] = []
+
+    def __call__(self, trainer: Trainer, row: dict):
+        sel = trainer.feeder.selected.cpu().numpy().astype(np.int64)
+        new = sel if self.prev is None else sel - self.prev
+        self.prev = sel
+        r = {"step": row["step"], "seen_share": float((sel > 0).mean())}
+        if self.noisy is not None and new.sum() > 0:
+            r["noisy_share"] = float(new[self.noisy].sum() / new.sum())
+        self.rows.append(r)
+
+
 def rho_diagnostics(trainer: Trainer, feeder: RhoFeeder, data: Dataset) -> dict:
     """Which examples RHO-LOSS trained on: the flipped labels' share of its selections (against their
     share of the data), how well the IL loss and the final model's loss flag them (AUROC)."""
@@ -187,7 +209,9 @@ def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method
     ``feeder``: the method's feeder when it is not an Active Bias one (rho, the matched-compute uniform)."""
     feeder = feeder or EmphasisFeeder(method, epsilon=epsilon, burn_in=burn_in)
     best = BestCheckpoint()
-    result, trainer = run_trial(trial, workload, data, cfg, feeder, device=device, callbacks=[best],
+    trace = SelectionTrace(data) if isinstance(feeder, RhoFeeder) else None
+    result, trainer = run_trial(trial, workload, data, cfg, feeder, device=device,
+                                callbacks=[best] + ([trace] if trace else []),
                                 progress=progress, record={"method": method, **(record or {})})
     rec = trial.read()
     rec["best_step"] = best.best_step
@@ -207,6 +231,8 @@ def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method
     if result.status != "diverged":
         rec["diagnostics"] = (rho_diagnostics if isinstance(feeder, RhoFeeder) else diagnostics)(
             trainer, feeder, trainer.data)
+        if trace is not None and trace.rows:
+            rec["diagnostics"]["selection_trace"] = trace.rows
     trial.write(rec)
     return rec
 

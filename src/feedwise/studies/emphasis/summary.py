@@ -166,6 +166,13 @@ def summarise(records: list[dict], methods: list[str]) -> dict:
             vals = [d.get(name) for d in diags if d.get(name) is not None]
             if vals:
                 agg[name] = float(np.mean(vals))
+        traces = [d["selection_trace"] for d in diags if d.get("selection_trace")]
+        if traces:   # rho: mean over seeds, per evaluation step, of what it trained on since the last one
+            steps = sorted({r["step"] for t in traces for r in t})
+            agg["selection_trace"] = [
+                {"step": st, **{k: float(np.mean(v)) for k in ("noisy_share", "seen_share")
+                                if (v := [r[k] for t in traces for r in t if r["step"] == st and k in r])}}
+                for st in steps]
         hists = [d.get("std_hist") for d in diags if d.get("std_hist")]
         if hists:
             agg["std_hist"] = {"bins": hists[0]["bins"],
