@@ -93,6 +93,18 @@ def rows() -> list[tuple[str, str, str, str]]:
             cells = "; ".join(f"{m} {pct(fin[m]['relative_reduction'])} (p_Holm {fin[m]['p_holm']:.2g})" for m in ("spv", "wpv"))
             out.append((f"test-error reduction vs uniform (+ = lower), {short}, label noise {tau}, 5 seeds (final model)", cells,
                         "paper: 1–18%", f"emphasis_{wl}_noise{tau}.json"))
+    for wl, short in (("mnist1d-mlp", "mnist1d"), ("fashion-mnist-mlp", "fashion")):
+        for tau in ("0", "0.2"):
+            name = f"emphasis_rho_{wl}_noise{tau}.json"
+            if not (RESULTS / name).exists():
+                continue
+            s = load(name)
+            r = s["rho"]["final"]
+            cells = "; ".join(f"vs {m} {pct(r[m]['relative_reduction'])} (p_Holm {r[m]['p_holm']:.2g})"
+                              for m in ("uniform", "spv", "wpv", "uniform-matched") if m in r)
+            units = s["methods"]["rho"]["compute"]["units_vs_uniform"]
+            out.append((f"RHO-LOSS test-error reduction (+ = lower), {short}, label noise {tau}, {s['seeds']} seeds "
+                        f"(final model; rho's compute {units:.2f}× uniform)", cells, "paper: faster in steps", name))
     # --- subset
     sm = load("subset_scorer_memory.json")["rows"]
     mem = ", ".join(f"M={r['members']}: {r['streaming']['peak_traced_MB']:.0f} vs {r['stacking']['peak_traced_MB']:.0f} MB" for r in sm)
