@@ -132,7 +132,8 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
                               fill=True, alpha=0.45)
             ax.set_title(f"{m}: std̂ at the end", fontsize=9)
             ax.set_xlabel("std̂")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:   # nothing to label when every histogram was empty
+                ax.legend(fontsize=7)
         axs[0].set_ylabel("share of examples")
         images.append(save(fig, assets / f"{tag}-std-clean-vs-noisy.png"))
     if diag_rows:
