@@ -47,6 +47,12 @@ def register(sub) -> None:
     p.add_argument("--data-parallel", type=int, default=1, metavar="N",
                    help="train every trial with synchronous DDP on N local processes (torch.distributed, gloo on "
                         "CPU) and report time-to-result per batch size; N is part of the study (default 1)")
+    p.add_argument("--order", default="best-first", choices=["best-first", "given"],
+                   help="order of the trials (the same points either way, so the same steps-to-result): best-first "
+                        "starts at the reference batch size and moves outward, each batch size's points nearest to "
+                        "the best hyperparameters known for it first (a neighbour's, lr moved by a rule fitted on "
+                        "the finished batch sizes), so exact pruning gets a good bound early; given = ascending "
+                        "batch sizes, points 0..N-1 (default best-first)")
     add_data_args(p)
     add_run_args(p)
     p.set_defaults(func=cmd_batch_size)
@@ -66,7 +72,8 @@ def cmd_batch_size(a) -> int:
                            target=a.target, budget=budget, seed=a.seed, space=space, data=data_options(a),
                            data_parallel=a.data_parallel)
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
-                             command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry)
+                             command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry,
+                             order=a.order)
     print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9} {'s/step':>8} {'ttr_s':>7}  "
           f"trials by status   (world size {s.get('world_size', 1)})")
     for e in s["batch_sizes"]:

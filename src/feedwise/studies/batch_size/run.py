@@ -94,13 +94,14 @@ from feedwise.errors import FeedwiseError
 from feedwise.feeds.base import UniformFeeder
 from feedwise.progress import progress_bar
 from feedwise.results import StudyDir
+from feedwise.studies.batch_size import order as _order
 from feedwise.studies.batch_size import scaling
 from feedwise.studies.batch_size.storage import (DEFAULT_RETRY_S, check_driver, normalize_url, open_storage,
                                                  redact, redact_command)
 from feedwise.studies.batch_size.summary import FINISHED, KIND, summarize  # noqa: F401  (re-exported)
 from feedwise.studies.batch_size.trials import (ExactPruner, FolderClash, SkipTrial,  # noqa: F401
-                                                enqueue_points, fingerprint, is_duplicate, mark_stale, open_study,
-                                                points_state, skip, study_name, trial_id)
+                                                best_params, enqueue_points, fingerprint, is_duplicate, mark_stale, open_study,
+                                                point_params, points_state, skip, study_name, trial_id)
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.batch_size.search_space import (LOG_PARAMS, PARAMS, distributions, load_space_file,  # noqa: F401
                                            resolve_space, sampler as _sampler, sobol_point, suggest)
@@ -215,14 +216,21 @@ def check_run_options(jobs, heartbeat, storage_retry, world: int) -> None:
 
 def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | None = None,
                          threads: int | None = None, device: str = "auto", command: list[str] | None = None,
-                         heartbeat: int = 10, jobs: int = 1, storage_retry: float = DEFAULT_RETRY_S) -> dict:
+                         heartbeat: int = 10, jobs: int = 1, storage_retry: float = DEFAULT_RETRY_S,
+                         order: str = "best-first") -> dict:
     """Run (or resume) the study into ``out``; returns the summary (also written to summary.json).
 
     ``jobs`` points of a batch size run at once in this process (threads); ``storage_retry``
-    seconds of storage outage are survived (then one clear error)."""
+    seconds of storage outage are survived (then one clear error). ``order``: ``best-first``
+    (batch sizes outward from the reference one, each batch size's points nearest to the best
+    hyperparameters known for it first, see :mod:`feedwise.studies.batch_size.order`) or
+    ``given`` (ascending batch sizes, points 0..N-1); the same points either way, so the same
+    steps-to-result."""
     req, space, target, budget = req.resolved()
     world = int(req.data_parallel)
     check_run_options(jobs, heartbeat, storage_retry, world)
+    if order not in _order.ORDERS:
+        raise FeedwiseError(f"--order must be one of {', '.join(_order.ORDERS)}, got {order!r}")
     url = normalize_url(storage) if storage else None
     if url:
         check_driver(url)
@@ -243,7 +251,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
         sd.open(KIND, config, command=redact_command(command),
                 extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
                        "storage": redact(url), "fingerprint": fp, "world_size": world,
-                       "threads_per_worker": n_threads if world > 1 else None})
+                       "threads_per_worker": n_threads if world > 1 else None, "order": order})
 
     if sd.study_path.exists() or not given:   # a resume is checked first; the default storage lives in --out
         open_out()
@@ -255,6 +263,15 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     model_fn = workload.model_fn(data)
     studies = {b: open_study(store, url, b, fp, config, sd, space, _sampler(req.seed + b, space))
                for b in batch_sizes}
+    if order == "best-first":
+        batch_sizes = _order.batch_size_order(batch_sizes, budget.ref_batch or workload.batch_size)
+
+    def next_points(b: int, missing: list[int]) -> list[int]:
+        if order == "given":
+            return missing
+        best = {bb: p for bb in batch_sizes if (p := best_params(studies[bb])) is not None}
+        return _order.rank_points(missing, lambda p: point_params(space, p, req.seed + b), space,
+                                  _order.anchor(b, best))
 
     def objective(trial, b, study, bar, inner):
         point = trial.user_attrs.get("point")
@@ -307,7 +324,7 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                     if not missing:
                         break
                     k = min(jobs, len(missing))
-                    enqueue_points(study, missing[:k], space, req.seed + b)
+                    enqueue_points(study, next_points(b, missing)[:k], space, req.seed + b)
                     _optimize(study, sd, lambda t, b=b, study=study: objective(t, b, study, bar, inners[b]), k)
                 if not running:
                     complete.add(b)

@@ -332,6 +332,18 @@ def best_steps(study) -> int | None:
     return int(min(vals)) if vals else None
 
 
+def best_params(study) -> dict | None:
+    """Tuned parameters of this batch size's best COMPLETE trial (ties: the smaller point), or None."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    t = min(done, key=lambda t: (t.value, point_of(t) if point_of(t) is not None else math.inf))
+    return dict(t.params)
+
+
 class ExactPruner:
     """Exact pruning, one engine callback for every trial: ``pruned`` once the trial cannot beat the
     best steps-to-result of its batch size in the storage (all workers' finished trials; read at
