@@ -6,7 +6,11 @@ import pytest
 
 from feedwise.errors import FeedwiseError
 from feedwise.studies.batch_size import order
-from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+from feedwise.studies.batch_size.run import (
+    BatchSizeRequest,
+    Budget,
+    run_batch_size_study,
+)
 from feedwise.studies.train.run import DataOptions
 
 

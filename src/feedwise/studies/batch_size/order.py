@@ -36,7 +36,7 @@ LR_WEIGHT = 2.0       # the learning rate matters most (Shallue et al.): its coo
 def batch_size_order(batch_sizes: list[int], ref: int | None) -> list[int]:
     """Batch sizes from the one nearest (log) to ``ref``, then each time the unvisited one nearest
     to a visited one (ties: the one nearer ``ref``, then the smaller)."""
-    left = sorted(set(int(b) for b in batch_sizes))
+    left = sorted({int(b) for b in batch_sizes})
     if not left:
         return []
     centre = ref if ref and ref > 0 else left[len(left) // 2]
