@@ -1,0 +1,255 @@
+"""Trials trained together: K runs of one batch size as one batched model.
+
+Each run keeps its own :class:`~feedwise.engine.Trainer`: its model initialised from its own
+seed, its own feeder (data order), hyperparameters (learning rate, schedule, momentum, weight
+decay), evaluation, callbacks and stop rules, all in the engine's one loop
+(:meth:`Trainer.loop`, a generator that asks for steps). What is shared is the step itself: the
+K models' parameters are stacked along a leading dimension, the forward pass is the model
+applied to each trial's own batch by ``torch.func.vmap`` over ``torch.func.functional_call``,
+one backward pass gives every trial's gradient (trial k's loss depends on its parameters only),
+and the optimizer update runs on the stacked tensors with a per-trial learning rate and
+momentum. Each trial's model parameters are views of its row of the stack, so its evaluation is
+the ordinary one. A trial that stops (target, budget, divergence, a callback such as exact
+pruning) leaves the batch at that evaluation: its parameters are copied out, and the others go on
+with a stack of the remaining rows, their values and optimizer state untouched.
+
+The same maths as one trial alone, up to the order of float summation (a batched matrix product
+instead of a plain one): measurements agree to float tolerance at first, and training amplifies
+the difference over many steps, as any change of kernel does.
+
+What can be batched (anything else is refused with one line, before any training): models
+without buffers (batch norm keeps running statistics) and without active dropout (its random
+masks would differ from the trial alone), that ``vmap`` can run; feeders that draw plain index
+batches (no per-example weights or observations); in-memory data; one process; SGD, momentum,
+Nesterov or Adam, the same for every trial; the same batch size, step budget and evaluation
+period for every trial (they move in lockstep).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from feedwise.config import lr_factor
+from feedwise.data.lazy import LazyInputs
+from feedwise.engine import Trainer, TrainResult
+from feedwise.errors import FeedwiseError
+
+
+@dataclass
+class Member:
+    """One trial of the batch: its trainer, what its loop calls, and what to do when it leaves."""
+
+    trainer: Trainer
+    callbacks: list = field(default_factory=list)
+    on_row: Callable[[dict], None] | None = None
+    progress: Callable[[int, int], None] | None = None
+    on_done: Callable[[TrainResult], None] | None = None
+
+
+def why_not_batchable(model: nn.Module) -> str | None:
+    """Why a model cannot be trained together with others, or None."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            return f"it has batch norm ({name or type(m).__name__}: running statistics)"
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return f"it has dropout ({name or type(m).__name__}: random masks would differ from the trial alone)"
+    buffers = [n for n, _ in model.named_buffers()]
+    if buffers:
+        return f"it has buffers ({', '.join(buffers[:3])})"
+    return None
+
+
+def _refuse(why: str) -> FeedwiseError:
+    return FeedwiseError(f"--trials-together cannot batch these trials: {why}; run them one at a time "
+                         f"(--trials-together 1)")
+
+
+class TrialsTogether:
+    """Train the members' trainers together (see the module's text); :meth:`run` returns their results."""
+
+    def __init__(self, members: list[Member]):
+        if not members:
+            raise ValueError("no trials to train together")
+        self.members = members
+        trs = [m.trainer for m in members]
+        t0 = trs[0]
+        c0 = t0.cfg
+        for tr in trs:
+            c = tr.cfg
+            if tr.strategy.world > 1 or tr.strategy.name != "single":
+                raise _refuse(f"trial strategy '{tr.strategy.name}' (trials together run in one process)")
+            if isinstance(tr._x, LazyInputs):
+                raise _refuse("the training inputs are read lazily from a Dataset (in-memory data only)")
+            if tr.feeder.wants_observations or type(tr.feeder).next_batch is not type(t0.feeder).next_batch:
+                raise _refuse(f"feeder {type(tr.feeder).__name__} observes examples or differs between trials")
+            if (c.batch_size, tr.budget, c.eval_every, c.optimizer) != (c0.batch_size, t0.budget, c0.eval_every,
+                                                                        c0.optimizer):
+                raise _refuse("the trials differ in batch size, step budget, evaluation period or optimizer")
+            if tr._x is not t0._x or tr.device != t0.device or tr.loss_fn is not t0.loss_fn:
+                raise _refuse("the trials do not share one dataset, device and loss")
+            if [(n, p.shape) for n, p in tr.model.named_parameters()] != \
+                    [(n, p.shape) for n, p in t0.model.named_parameters()]:
+                raise _refuse("the trials' models differ in their parameters")
+        if c0.optimizer not in ("sgd", "momentum", "nesterov", "adam"):
+            raise _refuse(f"optimizer '{c0.optimizer}'")
+        why = why_not_batchable(t0.model)
+        if why:
+            raise _refuse(f"the model cannot be batched: {why}")
+        self.base = copy.deepcopy(t0.model)
+        self.names = [n for n, _ in t0.model.named_parameters()]
+        custom = t0.loss_fn
+
+        def loss_of(params, xb, yb):
+            out = torch.func.functional_call(self.base, params, (xb,))
+            return F.cross_entropy(out, yb) if custom is None else custom(out, yb).mean()
+
+        self._loss = torch.func.vmap(loss_of)
+        try:   # a dry run on two rows: a model or loss vmap cannot handle is refused here, not mid-study
+            p = {n: torch.stack([q.detach()] * 2) for n, q in t0.model.named_parameters()}
+            rows = torch.arange(2, device=t0.device)
+            self._loss(p, torch.stack([t0._x[rows]] * 2), torch.stack([t0._y[rows]] * 2))
+        except Exception as e:  # noqa: BLE001 - any failure of vmap on a user model is a refusal
+            raise _refuse(f"torch.func.vmap cannot run the model ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]})") from None
+        self.active: list[int] = []
+        self.stack: dict[str, torch.Tensor] = {}
+        self.state: dict[str, list[torch.Tensor]] = {}
+        self.train_s = 0.0
+
+    # ------------------------------------------------------------------ the stack
+    def _restack(self, keep: list[int]) -> None:
+        """Stack the parameters (and optimizer state) of the members ``keep``; the others' models get
+        their own copy of their parameters."""
+        old, rows = self.active, {k: i for i, k in enumerate(self.active)}
+        for k in old:
+            if k not in keep:
+                for p in self.members[k].trainer.model.parameters():
+                    p.data = p.data.clone()
+        if not keep:
+            self.active, self.stack, self.state = [], {}, {}
+            return
+        stack, state = {}, {}
+        for name in self.names:
+            params = [dict(self.members[k].trainer.model.named_parameters())[name] for k in keep]
+            stack[name] = torch.stack([p.detach() for p in params]).requires_grad_(True)
+            if old:
+                sel = torch.tensor([rows[k] for k in keep], device=stack[name].device)
+                state[name] = [s.index_select(0, sel) for s in self.state[name]]
+            else:
+                state[name] = [torch.zeros_like(stack[name].detach()) for _ in range(self._n_state())]
+            for i, p in enumerate(params):
+                p.data = stack[name].data[i]   # the member's model reads its row of the stack
+        self.active, self.stack, self.state = list(keep), stack, state
+
+    def _n_state(self) -> int:
+        opt = self.members[0].trainer.cfg.optimizer
+        return {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[opt]
+
+    # ------------------------------------------------------------------ the batched steps
+    def train_steps(self, n: int) -> None:
+        """``n`` steps of every active member, as one batched model."""
+        trs = [self.members[k].trainer for k in self.active]
+        t0 = trs[0]
+        cfg0, bs, dev = t0.cfg, t0.cfg.batch_size, t0.device
+        x, y = t0._x, t0._y
+        dtype = self.stack[self.names[0]].dtype
+
+        def vec(vals):
+            return torch.tensor(vals, dtype=dtype, device=dev)
+
+        mom = vec([tr.cfg.momentum for tr in trs])
+        wd = vec([tr.cfg.weight_decay for tr in trs]) if any(tr.cfg.weight_decay for tr in trs) else None
+        opt = cfg0.optimizer
+        leaves = [self.stack[nm] for nm in self.names]
+        loss_sum = torch.stack([tr._loss_sum.detach() for tr in trs])
+        step0 = t0.step
+        for i in range(n):
+            step = step0 + i
+            lr = [tr.cfg.lr * lr_factor(tr.cfg, step, tr.budget) for tr in trs]
+            draws = [tr.feeder.next_batch(bs) for tr in trs]
+            if any(w is not None for _, w in draws):
+                raise _refuse("the feeder gives per-example weights")
+            idx = torch.stack([d[0] for d in draws])
+            losses = self._loss(dict(zip(self.names, leaves)), x[idx], y[idx])
+            grads = torch.autograd.grad(losses.sum(), leaves)
+            with torch.no_grad():
+                self._update(opt, grads, vec(lr), mom, wd, step + 1)
+                loss_sum += losses.detach()
+        for j, tr in enumerate(trs):
+            tr._loss_sum.copy_(loss_sum[j])
+            tr._loss_steps += n
+            tr.step += n
+            tr.examples += n * bs
+
+    def _update(self, opt: str, grads, lr: torch.Tensor, mom: torch.Tensor, wd, t: int) -> None:
+        for name, g in zip(self.names, grads):
+            p = self.stack[name].data
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            if wd is not None:
+                g = g + wd.view(shape) * p
+            if opt == "sgd":
+                p.sub_(lr.view(shape) * g)
+            elif opt in ("momentum", "nesterov"):
+                buf = self.state[name][0]
+                buf.mul_(mom.view(shape)).add_(g)
+                d = g + mom.view(shape) * buf if opt == "nesterov" else buf
+                p.sub_(lr.view(shape) * d)
+            else:   # Adam, torch's formula, beta1 = momentum per trial, beta2 = 0.999, eps = 1e-8
+                m, v = self.state[name]
+                b1 = mom.view(shape)
+                m.lerp_(g, 1 - b1)
+                v.mul_(0.999).addcmul_(g, g, value=1 - 0.999)
+                bc1 = 1 - mom.double() ** t
+                step_size = (lr.double() / bc1).to(p.dtype).view(shape)
+                denom = (v.sqrt() / (1 - 0.999 ** t) ** 0.5).add_(1e-8)
+                p.sub_(step_size * m / denom)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> list[TrainResult]:
+        """Run every member to its own stop; each member's ``on_done`` is called as it leaves."""
+        results: dict[int, TrainResult] = {}
+        loops, want = {}, {}
+        try:
+            for k, m in enumerate(self.members):
+                loop = m.trainer.loop(m.callbacks, m.on_row, m.progress)
+                try:
+                    want[k], loops[k] = next(loop), loop
+                except StopIteration as stop:
+                    results[k] = stop.value
+                    self._done(k, stop.value)
+            self._restack(sorted(loops))
+            while loops:
+                n = min(want[k] for k in self.active)
+                if any(want[k] != n for k in self.active):
+                    raise RuntimeError(f"trials trained together left lockstep: {[want[k] for k in self.active]}")
+                t0 = time.perf_counter()
+                self.train_steps(n)
+                dt = time.perf_counter() - t0
+                self.train_s += dt
+                left = []
+                for k in self.active:
+                    try:
+                        want[k] = loops[k].send(dt)
+                    except StopIteration as stop:
+                        results[k] = stop.value
+                        left.append(k)
+                        del loops[k]
+                if left:
+                    self._restack([k for k in self.active if k not in left])
+                    for k in left:
+                        self._done(k, results[k])
+        finally:
+            for loop in loops.values():
+                loop.close()
+        return [results[k] for k in range(len(self.members))]
+
+    def _done(self, k: int, result: TrainResult) -> None:
+        if self.members[k].on_done is not None:
+            self.members[k].on_done(result)
