@@ -66,6 +66,36 @@ def why_not_batchable(model: nn.Module) -> str | None:
     return None
 
 
+def batched_loss(model: nn.Module, loss_fn=None):
+    """``(stacked params, K x B inputs, K x B labels) -> K mean losses``: ``model`` vmapped over trials."""
+    base = copy.deepcopy(model)
+
+    def loss_of(params, xb, yb):
+        out = torch.func.functional_call(base, params, (xb,))
+        return F.cross_entropy(out, yb) if loss_fn is None else loss_fn(out, yb).mean()
+
+    return torch.func.vmap(loss_of)
+
+
+def check_batchable(model: nn.Module, x, y, loss_fn=None, batched=None) -> None:
+    """Refuse (one line) a model, data or loss that trials trained together cannot handle: buffers
+    (batch norm), dropout, lazily read inputs, or anything ``vmap`` fails on (a dry run on two rows)."""
+    if isinstance(x, LazyInputs):
+        raise _refuse("the training inputs are read lazily from a Dataset (in-memory data only)")
+    why = why_not_batchable(model)
+    if why:
+        raise _refuse(f"the model cannot be batched: {why}")
+    try:
+        fn = batched or batched_loss(model, loss_fn)
+        p = {n: torch.stack([q.detach()] * 2) for n, q in model.named_parameters()}
+        rows = torch.arange(min(2, len(y)), device=y.device)
+        fn(p, torch.stack([x[rows]] * 2).to(next(iter(p.values())).device),
+           torch.stack([y[rows]] * 2).to(next(iter(p.values())).device))
+    except Exception as e:  # noqa: BLE001 - any failure of vmap on a user model is a refusal
+        raise _refuse(f"torch.func.vmap cannot run the model ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:200]})") from None
+
+
 def _refuse(why: str) -> FeedwiseError:
     return FeedwiseError(f"--trials-together cannot batch these trials: {why}; run them one at a time "
                          f"(--trials-together 1)")
@@ -85,39 +115,21 @@ class TrialsTogether:
             c = tr.cfg
             if tr.strategy.world > 1 or tr.strategy.name != "single":
                 raise _refuse(f"trial strategy '{tr.strategy.name}' (trials together run in one process)")
-            if isinstance(tr._x, LazyInputs):
-                raise _refuse("the training inputs are read lazily from a Dataset (in-memory data only)")
             if tr.feeder.wants_observations or type(tr.feeder).next_batch is not type(t0.feeder).next_batch:
                 raise _refuse(f"feeder {type(tr.feeder).__name__} observes examples or differs between trials")
             if (c.batch_size, tr.budget, c.eval_every, c.optimizer) != (c0.batch_size, t0.budget, c0.eval_every,
                                                                         c0.optimizer):
                 raise _refuse("the trials differ in batch size, step budget, evaluation period or optimizer")
-            if tr._x is not t0._x or tr.device != t0.device or tr.loss_fn is not t0.loss_fn:
-                raise _refuse("the trials do not share one dataset, device and loss")
+            if tr.data is not t0.data or tr.loss_fn is not t0.loss_fn:
+                raise _refuse("the trials do not share one dataset (already on their device) and one loss")
             if [(n, p.shape) for n, p in tr.model.named_parameters()] != \
                     [(n, p.shape) for n, p in t0.model.named_parameters()]:
                 raise _refuse("the trials' models differ in their parameters")
         if c0.optimizer not in ("sgd", "momentum", "nesterov", "adam"):
             raise _refuse(f"optimizer '{c0.optimizer}'")
-        why = why_not_batchable(t0.model)
-        if why:
-            raise _refuse(f"the model cannot be batched: {why}")
-        self.base = copy.deepcopy(t0.model)
         self.names = [n for n, _ in t0.model.named_parameters()]
-        custom = t0.loss_fn
-
-        def loss_of(params, xb, yb):
-            out = torch.func.functional_call(self.base, params, (xb,))
-            return F.cross_entropy(out, yb) if custom is None else custom(out, yb).mean()
-
-        self._loss = torch.func.vmap(loss_of)
-        try:   # a dry run on two rows: a model or loss vmap cannot handle is refused here, not mid-study
-            p = {n: torch.stack([q.detach()] * 2) for n, q in t0.model.named_parameters()}
-            rows = torch.arange(2, device=t0.device)
-            self._loss(p, torch.stack([t0._x[rows]] * 2), torch.stack([t0._y[rows]] * 2))
-        except Exception as e:  # noqa: BLE001 - any failure of vmap on a user model is a refusal
-            raise _refuse(f"torch.func.vmap cannot run the model ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:200]})") from None
+        self._loss = batched_loss(t0.model, t0.loss_fn)
+        check_batchable(t0.model, t0._x, t0._y, t0.loss_fn, batched=self._loss)
         self.active: list[int] = []
         self.stack: dict[str, torch.Tensor] = {}
         self.state: dict[str, list[torch.Tensor]] = {}
