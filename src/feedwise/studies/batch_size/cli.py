@@ -53,6 +53,11 @@ def register(sub) -> None:
                         "the best hyperparameters known for it first (a neighbour's, lr moved by a rule fitted on "
                         "the finished batch sizes), so exact pruning gets a good bound early; given = ascending "
                         "batch sizes, points 0..N-1 (default best-first)")
+    p.add_argument("--trials-together", type=int, default=1, metavar="K",
+                   help="train K points of a batch size at once as one batched model (torch.func.vmap over stacked "
+                        "parameters), each with its own hyperparameters, data order and stop; the first to reach "
+                        "the target prunes the others at once. Models with batch norm or dropout, lazily read data, "
+                        "--jobs and --data-parallel are refused (default 1: one at a time)")
     add_data_args(p)
     add_run_args(p)
     p.set_defaults(func=cmd_batch_size)
@@ -73,7 +78,7 @@ def cmd_batch_size(a) -> int:
                            data_parallel=a.data_parallel)
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
                              command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry,
-                             order=a.order)
+                             order=a.order, trials_together=a.trials_together)
     print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9} {'s/step':>8} {'ttr_s':>7}  "
           f"trials by status   (world size {s.get('world_size', 1)})")
     for e in s["batch_sizes"]:
