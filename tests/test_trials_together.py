@@ -14,7 +14,11 @@ from torch import nn
 from feedwise.engine import TrainConfig, Trainer
 from feedwise.errors import FeedwiseError
 from feedwise.parallel.together import Member, TrialsTogether
-from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
+from feedwise.studies.batch_size.run import (
+    BatchSizeRequest,
+    Budget,
+    run_batch_size_study,
+)
 from feedwise.studies.batch_size.scaling import should_prune
 from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload

@@ -13,9 +13,12 @@ the ordinary one. A trial that stops (target, budget, divergence, a callback suc
 pruning) leaves the batch at that evaluation: its parameters are copied out, and the others go on
 with a stack of the remaining rows, their values and optimizer state untouched.
 
-The same maths as one trial alone, up to the order of float summation (a batched matrix product
-instead of a plain one): measurements agree to float tolerance at first, and training amplifies
-the difference over many steps, as any change of kernel does.
+The same maths as one trial alone. On a CPU (torch 2.x) the batched matrix products give the very
+gradients of the trial alone, bit for bit, and the update is the same operations, so a trial's
+parameters follow the same trajectory; only the recorded training loss (a mean reduced in
+another order) differs in its last bits. That is observed, not promised: other kernels (another
+CPU, a GPU, where torch's own optimizer uses its fused multi-tensor kernels) may round
+differently, and training amplifies any difference over many steps, as any change of kernel does.
 
 What can be batched (anything else is refused with one line, before any training): models
 without buffers (batch norm keeps running statistics) and without active dropout (its random
@@ -29,8 +32,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -169,22 +172,15 @@ class TrialsTogether:
         """``n`` steps of every active member, as one batched model."""
         trs = [self.members[k].trainer for k in self.active]
         t0 = trs[0]
-        cfg0, bs, dev = t0.cfg, t0.cfg.batch_size, t0.device
+        bs = t0.cfg.batch_size
         x, y = t0._x, t0._y
-        dtype = self.stack[self.names[0]].dtype
 
-        def vec(vals):
-            return torch.tensor(vals, dtype=dtype, device=dev)
-
-        mom = vec([tr.cfg.momentum for tr in trs])
-        wd = vec([tr.cfg.weight_decay for tr in trs]) if any(tr.cfg.weight_decay for tr in trs) else None
-        opt = cfg0.optimizer
         leaves = [self.stack[nm] for nm in self.names]
         loss_sum = torch.stack([tr._loss_sum.detach() for tr in trs])
         step0 = t0.step
         for i in range(n):
             step = step0 + i
-            lr = [tr.cfg.lr * lr_factor(tr.cfg, step, tr.budget) for tr in trs]
+            lrs = [tr.cfg.lr * lr_factor(tr.cfg, step, tr.budget) for tr in trs]
             draws = [tr.feeder.next_batch(bs) for tr in trs]
             if any(w is not None for _, w in draws):
                 raise _refuse("the feeder gives per-example weights")
@@ -192,7 +188,7 @@ class TrialsTogether:
             losses = self._loss(dict(zip(self.names, leaves)), x[idx], y[idx])
             grads = torch.autograd.grad(losses.sum(), leaves)
             with torch.no_grad():
-                self._update(opt, grads, vec(lr), mom, wd, step + 1)
+                self._update(trs, grads, lrs, step + 1)
                 loss_sum += losses.detach()
         for j, tr in enumerate(trs):
             tr._loss_sum.copy_(loss_sum[j])
@@ -200,28 +196,34 @@ class TrialsTogether:
             tr.step += n
             tr.examples += n * bs
 
-    def _update(self, opt: str, grads, lr: torch.Tensor, mom: torch.Tensor, wd, t: int) -> None:
-        for name, g in zip(self.names, grads):
-            p = self.stack[name].data
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            if wd is not None:
-                g = g + wd.view(shape) * p
-            if opt == "sgd":
-                p.sub_(lr.view(shape) * g)
-            elif opt in ("momentum", "nesterov"):
-                buf = self.state[name][0]
-                buf.mul_(mom.view(shape)).add_(g)
-                d = g + mom.view(shape) * buf if opt == "nesterov" else buf
-                p.sub_(lr.view(shape) * d)
-            else:   # Adam, torch's formula, beta1 = momentum per trial, beta2 = 0.999, eps = 1e-8
-                m, v = self.state[name]
-                b1 = mom.view(shape)
-                m.lerp_(g, 1 - b1)
-                v.mul_(0.999).addcmul_(g, g, value=1 - 0.999)
-                bc1 = 1 - mom.double() ** t
-                step_size = (lr.double() / bc1).to(p.dtype).view(shape)
-                denom = (v.sqrt() / (1 - 0.999 ** t) ** 0.5).add_(1e-8)
-                p.sub_(step_size * m / denom)
+    def _update(self, trs, grads, lrs: list[float], t: int) -> None:
+        """The optimizer step of every trial: torch's own single-tensor SGD / Adam arithmetic on each
+        trial's rows (the same operations with the same scalars as ``torch.optim`` on the trial
+        alone, so the same bits on a CPU: the batched forward and backward give bit-identical
+        gradients, a vectorised update with per-trial tensors would round differently)."""
+        opt = trs[0].cfg.optimizer
+        for name, grad in zip(self.names, grads):
+            stack, state = self.stack[name].data, self.state[name]
+            for j, tr in enumerate(trs):
+                p, g, c = stack[j], grad[j], tr.cfg
+                if c.weight_decay:
+                    g = g.add(p, alpha=c.weight_decay)
+                if opt == "adam":
+                    m, v = state[0][j], state[1][j]
+                    m.lerp_(g, 1 - c.momentum)
+                    v.mul_(0.999).addcmul_(g, g, value=1 - 0.999)
+                    step_size = lrs[j] / (1 - c.momentum ** t)
+                    denom = (v.sqrt() / (1 - 0.999 ** t) ** 0.5).add_(1e-8)
+                    p.addcdiv_(m, denom, value=-step_size)
+                    continue
+                if opt in ("momentum", "nesterov") and c.momentum != 0:
+                    buf = state[0][j]
+                    if t == 1:
+                        buf.copy_(g)
+                    else:
+                        buf.mul_(c.momentum).add_(g, alpha=1)
+                    g = g.add(buf, alpha=c.momentum) if opt == "nesterov" else buf
+                p.add_(g, alpha=-lrs[j])
 
     # ------------------------------------------------------------------ the run
     def run(self) -> list[TrainResult]:
