@@ -38,12 +38,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch
 from _common import RESULTS, machine, write_json
-from batch_size_mnist1d import BUDGET, SPACES
+from batch_size_mnist1d import SPACES
 
 from feedwise.engine import Trainer
 from feedwise.studies.batch_size import scaling
 from feedwise.studies.batch_size.run import (
     BatchSizeRequest,
+    Budget,
     make_config,
     run_batch_size_study,
     trial_seed,
@@ -51,7 +52,11 @@ from feedwise.studies.batch_size.run import (
 from feedwise.studies.batch_size.trials import point_params
 from feedwise.workloads import get_workload
 
-BATCH_SIZES = [64, 128, 256, 512, 1024]
+BATCH_SIZES = [32, 64, 128, 256, 512]
+# scaled to the shared 2-core CPU (the budget of batch_size_mnist1d.py, 1,200 steps, from the
+# workload's batch size 128 instead of 256: the same examples at B <= 128; evaluations every 6,400
+# examples: an evaluation (5,000 validation examples, forward only) costs ~1/4 of the training between two)
+BUDGET = Budget(max_steps=1200, ref_batch=128, eval_every=50, min_eval_every=10)
 
 
 def reference(req: BatchSizeRequest, space: dict, target: float) -> dict:

@@ -42,6 +42,25 @@ round(eval_every * ref_batch / B))`` steps: a fixed number of examples between e
 every batch size is measured at about the same relative resolution of its steps-to-result
 (large batches, which need few steps, are evaluated more often in steps, small ones less).
 
+**Order** (``order``, ``--order``): ``best-first`` (the default) starts at the batch size nearest
+the reference one and moves outward; each batch size trains its points nearest to the best
+hyperparameters known for it first (its own best trial, else its nearest finished neighbour's best
+with the learning rate moved by a rule fitted on the finished batch sizes' best learning rates),
+so exact pruning gets a good bound early (:mod:`feedwise.studies.batch_size.order`). ``given``
+trains ascending batch sizes, points in order. The same points either way: the same
+steps-to-result, fewer examples best-first. The order is not part of the study's identity: a
+study may be resumed with the other one.
+
+**Trials trained together** (``trials_together = K``, ``--trials-together K``): K points of a batch
+size are trained at once as one batched model (:mod:`feedwise.parallel.together`: stacked
+parameters, ``torch.func.vmap``), each an Optuna trial with its own heartbeat, folder, seed, data
+order and stop; one that reaches the target bounds the others at their next evaluation (the
+batch's best is read without waiting for the storage). Every trial's ``wall_s`` is the wall-clock
+of its batch. Refused (one line, before anything is written) for models with batch norm or
+dropout, models ``vmap`` cannot run, lazily read data, ``--jobs`` and ``--data-parallel``. Like
+the order it is not part of the study's identity (on a CPU it trains the same parameters as one
+trial alone; on other kernels float rounding may differ).
+
 **Concurrent trials** (``jobs``): up to ``jobs`` points of a batch size run at once in threads
 of one process. Exact pruning then bites as soon as *any* trial reaches the target: the others
 stop at their next evaluation at or past that step. The steps-to-result of each batch size
