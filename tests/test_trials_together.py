@@ -115,3 +115,24 @@ def test_study_with_trials_together_gives_the_same_steps_to_result(tmp_path, dat
         assert got[4][b]["examples_processed"] < got[1][b]["examples_processed"]
     with pytest.raises(FeedwiseError, match="--trials-together cannot be combined"):
         run_batch_size_study(req, tmp_path / "x", trials_together=2, jobs=2)
+
+
+def test_a_trial_reaching_the_target_prunes_the_others_at_that_very_evaluation(tiny):
+    class Best:
+        best = None
+
+        def add(self, steps):
+            self.best = steps if self.best is None else min(self.best, steps)
+
+    best = Best()
+
+    def exact(trainer, row):
+        return "pruned" if should_prune(trainer.step, EVAL, best.best) else None
+
+    mf = get_workload("mnist1d-mlp").model_fn(tiny)
+    # the slow trial comes first: its evaluation runs before the other one reaches the target at that step
+    slow, fast = cfg(3, 0.003, 0.5), cfg(0, 0.1)
+    res = TrialsTogether([Member(Trainer(tiny, mf, slow), [exact]), Member(Trainer(tiny, mf, fast), [exact])],
+                         best=best).run()
+    assert res[1].status == "reached" and res[0].status == "pruned"
+    assert res[0].steps_run == res[1].steps_to_result == best.best

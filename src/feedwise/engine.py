@@ -197,6 +197,7 @@ class Trainer:
         self._grad_cache: torch.Tensor | None = None
         # inputs read lazily from a map-style Dataset: loader workers fetch the feeder's batches ahead
         self._lazy = isinstance(self._x, LazyInputs)
+        self.steps_to_result: int | None = None   # of the running loop, as of its last evaluation
         self._batches: FeederBatches | None = None
         self._fetch = None
 
@@ -340,11 +341,15 @@ class Trainer:
             return stop.value
 
     def loop(self, callbacks: Iterable[Callback] = (), on_row: Callable[[dict], None] | None = None,
-             progress: Callable[[int, int], None] | None = None, check_every: int = 100):
+             progress: Callable[[int, int], None] | None = None, check_every: int = 100,
+             pause_after_eval: bool = False):
         """The run as a generator: it yields the number of steps to take next and is sent back the
         seconds they took once someone took them (:meth:`run`: :meth:`train_steps`; trials trained
         together, :mod:`feedwise.parallel.together`: one batched step of several trials); it returns
-        the :class:`TrainResult`. Evaluation, divergence, callbacks and stop rules all happen here."""
+        the :class:`TrainResult`. Evaluation, divergence, callbacks and stop rules all happen here.
+        With ``pause_after_eval`` it also yields 0 after each evaluation, before the callbacks
+        (``self.steps_to_result`` is then up to date): trials trained together learn every trial's
+        result of that step before any of them decides to stop."""
         cfg, budget, strat = self.cfg, self.budget, self.strategy
         main = strat.is_main
         if strat.world > 1:
@@ -388,6 +393,9 @@ class Trainer:
                 reached_now = cfg.target is not None and steps_to_result is None and val_err < cfg.target
                 if reached_now:
                     steps_to_result, time_to_result = self.step, self.wall_s
+                self.steps_to_result = steps_to_result
+                if pause_after_eval:   # 0 steps: the driver may look at every run's evaluation before callbacks
+                    yield 0
                 for cb in callbacks:   # every row reaches every callback, then the stop rule applies
                     s = cb(self, row)
                     if s and decision is None:

@@ -107,10 +107,13 @@ def _refuse(why: str) -> FeedwiseError:
 class TrialsTogether:
     """Train the members' trainers together (see the module's text); :meth:`run` returns their results."""
 
-    def __init__(self, members: list[Member]):
+    def __init__(self, members: list[Member], best=None):
+        """``best``: an object with ``add(steps)``, told every member's steps-to-result at the
+        evaluation where it reaches the target, before any member's callbacks run (so exact
+        pruning of the others can use it at that very step)."""
         if not members:
             raise ValueError("no trials to train together")
-        self.members = members
+        self.members, self.best = members, best
         trs = [m.trainer for m in members]
         t0 = trs[0]
         c0 = t0.cfg
@@ -232,7 +235,7 @@ class TrialsTogether:
         loops, want = {}, {}
         try:
             for k, m in enumerate(self.members):
-                loop = m.trainer.loop(m.callbacks, m.on_row, m.progress)
+                loop = m.trainer.loop(m.callbacks, m.on_row, m.progress, pause_after_eval=True)
                 try:
                     want[k], loops[k] = next(loop), loop
                 except StopIteration as stop:
@@ -249,12 +252,16 @@ class TrialsTogether:
                 self.train_s += dt
                 left = []
                 for k in self.active:
-                    try:
-                        want[k] = loops[k].send(dt)
-                    except StopIteration as stop:
-                        results[k] = stop.value
-                        left.append(k)
-                        del loops[k]
+                    self._resume(k, loops, want, results, left, dt)
+                # every member evaluated at this step is paused before its callbacks: first every
+                # result of the step, then the callbacks and stop rules of each
+                paused = [k for k in self.active if k in loops and want[k] == 0]
+                for k in paused:
+                    reached = self.members[k].trainer.steps_to_result
+                    if reached is not None and self.best is not None:
+                        self.best.add(reached)
+                for k in paused:
+                    self._resume(k, loops, want, results, left, 0.0)
                 if left:
                     self._restack([k for k in self.active if k not in left])
                     for k in left:
@@ -263,6 +270,15 @@ class TrialsTogether:
             for loop in loops.values():
                 loop.close()
         return [results[k] for k in range(len(self.members))]
+
+    @staticmethod
+    def _resume(k, loops, want, results, left, sent) -> None:
+        try:
+            want[k] = loops[k].send(sent)
+        except StopIteration as stop:
+            results[k] = stop.value
+            left.append(k)
+            del loops[k]
 
     def _done(self, k: int, result: TrainResult) -> None:
         if self.members[k].on_done is not None:

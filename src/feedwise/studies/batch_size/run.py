@@ -404,7 +404,7 @@ def _optimize(study, sd: StudyDir, objective, k: int) -> None:
 def _run_together(study, sd: StudyDir, k: int, prepare, make_trainer, workload: str, bar, inner) -> None:
     """Pop ``k`` enqueued points and train them together (:class:`TrialsTogether`). Each trial is an
     Optuna trial with its own heartbeat and folder; it is told to the storage the moment it leaves
-    the batch, and its steps-to-result bounds the others at once (exact pruning)."""
+    the batch, and its steps-to-result bounds the others at that very evaluation (exact pruning)."""
     import optuna
     from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
@@ -418,8 +418,6 @@ def _run_together(study, sd: StudyDir, k: int, prepare, make_trainer, workload: 
     def leave(trial, td, trainer, base, beat, task, result):
         record_end(td, trainer, base, result)
         bar.remove_task(task)
-        if result.status == "reached":
-            local.add(result.steps_to_result)
         try:
             study.tell(trial, _objective_value(trial, result, bar, inner))
         except optuna.TrialPruned:
@@ -448,7 +446,7 @@ def _run_together(study, sd: StudyDir, k: int, prepare, make_trainer, workload: 
                 lambda s, t, task=task: bar.update(task, completed=s),
                 lambda result, a=(trial, td, trainer, base, beat, task): leave(*a, result)))
         if members:
-            TrialsTogether(members).run()
+            TrialsTogether(members, best=local).run()
     except BaseException:
         for trial, td, beat in list(live.values()):   # interrupted: trained again from step 0 on resume
             if td.exists() and td.read().get("status") == "running":
