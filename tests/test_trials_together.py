@@ -13,6 +13,7 @@ from torch import nn
 
 from feedwise.engine import TrainConfig, Trainer
 from feedwise.errors import FeedwiseError
+from feedwise.feeds import make_feeder
 from feedwise.parallel.together import Member, TrialsTogether
 from feedwise.studies.batch_size.run import (
     BatchSizeRequest,
@@ -93,6 +94,9 @@ def test_what_cannot_be_batched_is_refused_in_one_line(tiny):
             TrialsTogether(members)
         assert "\n" not in str(e.value)
     mf = get_workload("mnist1d-mlp").model_fn(tiny)
+    observing = [Member(Trainer(tiny, mf, cfg(s, 0.1), feeder=make_feeder("spv"))) for s in range(2)]
+    with pytest.raises(FeedwiseError, match="feeder EmphasisFeeder observes examples"):
+        TrialsTogether(observing)
     c2 = cfg(1, 0.1)
     c2.batch_size = 64
     with pytest.raises(FeedwiseError, match="differ in batch size"):
