@@ -48,7 +48,7 @@ def main() -> int:
     mf = w.model_fn(data)
     rows = []
     for bs in [int(b) for b in a.batch_sizes.split(",")]:
-        def cfgs():
+        def cfgs(bs=bs):
             return [TrainConfig(batch_size=bs, optimizer="momentum", lr=0.01 * (1 + k), momentum=0.9 - 0.05 * k,
                                 schedule="linear", end_factor=0.1, max_steps=10**7, eval_every=10**6, seed=k,
                                 evaluate_test=False) for k in range(a.k)]
@@ -60,12 +60,12 @@ def main() -> int:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
 
-        def run_alone(n):
+        def run_alone(n, alone=alone):
             for tr in alone:
                 tr.train_steps(n)
             sync()
 
-        def run_together(n):
+        def run_together(n, group=group):
             group.train_steps(n)
             sync()
 
