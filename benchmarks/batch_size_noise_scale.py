@@ -1,5 +1,9 @@
 """Gradient noise scale (McCandlish et al. 2018) vs the measured knee of the batch-size sweep.
 
+Superseded by benchmarks/noise_scale_knees.py (3 seeds, every summary, B_noise, both optimizers);
+its saved JSON predates the finite-dataset correction and the named summaries: its "b_simple" was
+the |G|²-weighted ratio of sums over the run.
+
     .venv/bin/python benchmarks/batch_size_noise_scale.py
 
 Runs `noise-scale` on mnist1d-mlp (one run at B=128, momentum 0.9, lr 0.1 = the workload's
@@ -54,7 +58,7 @@ def main() -> int:
             "largest_useful_batch": s["regimes"]["largest_useful"],
             "prediction_over_knee": ratio,
             "within_factor_4": (ratio is not None and 0.25 <= ratio <= 4.0),
-            "prediction_over_last_quarter_knee": (ns["b_simple_last"] / knee) if knee else None,
+            "prediction_over_late_window_knee": (ns["b_simple"]["late_window"] / knee) if knee else None,
             "sweep_examples_processed": ex, "sweep_examples_unpruned": s["pruning"]["examples_unpruned"],
             "compute_fraction": ns["compute"]["examples_total"] / ex,
             "compute_fraction_vs_unpruned": ns["compute"]["examples_total"] / s["pruning"]["examples_unpruned"],
@@ -62,8 +66,8 @@ def main() -> int:
         }
     res = {"benchmark": "batch_size_noise_scale", "command": "python benchmarks/batch_size_noise_scale.py",
            "noise_scale_request": {k: v for k, v in req.__dict__.items() if k != "data"},
-           "b_simple": ns["b_simple"], "b_simple_last_quarter": ns["b_simple_last"],
-           "predicted_critical_batch": pred, "measurements": ns["measurements"], "compute": ns["compute"],
+           "b_simple_summaries": ns["b_simple"], "predicted_critical_batch": pred,
+           "prediction_rule": ns["prediction_rule"], "measurements": ns["measurements"], "compute": ns["compute"],
            "train": ns["train"], "wall_s_this_invocation": wall,
            "primary_comparison": "sgd", "comparisons": comparisons}
     res_dir = ROOT / "benchmarks" / "results"
@@ -83,7 +87,7 @@ def main() -> int:
     except ImportError:
         pass
     (res_dir / "batch_size_noise_scale.json").write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps({k: res[k] for k in ("b_simple", "b_simple_last_quarter", "compute", "comparisons")}, indent=1))
+    print(json.dumps({k: res[k] for k in ("b_simple_summaries", "compute", "comparisons")}, indent=1))
     return 0
 
 

@@ -170,6 +170,8 @@ def _ddp_rank(rank, port, backend, dev_type, path):
     from feedwise.monitor import NoiseScaleMonitor
 
     torch.set_num_threads(1)
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         if dev_type == "cuda":
@@ -206,10 +208,10 @@ def _ddp_rank(rank, port, backend, dev_type, path):
         diff = max(float((p - q).detach().abs().max()) for p, q in zip(plain.parameters(), watched.parameters()))
         if rank == 0:
             s = monitor.summary()
-            Path(path).write_text(json.dumps({"param_max_abs_diff": diff, "b_simple": s["b_simple"],
+            Path(path).write_text(json.dumps({"param_max_abs_diff": diff, "b_simple": s["b_simple_g2_weighted"],
                                               "measurements": s["measurements"], "wall_s": wall}))
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
 def check_ddp(dev, tmp):

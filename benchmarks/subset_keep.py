@@ -1,21 +1,23 @@
-"""Which examples to keep, and scored by what? Hardest vs easiest subsets, ensemble vs Active Bias
-history scores, with and without label noise (mnist1d-mlp, one-shot).
+"""Cleaning a noisy training set by a subset, without oracle knowledge of the noise rate (issue 16).
 
-    .venv/bin/python benchmarks/subset_keep.py                 # all four studies, one after another
-    .venv/bin/python benchmarks/subset_keep.py --noise 0.2 --keep easiest   # one study (run two at once)
-    .venv/bin/python benchmarks/subset_keep.py --summarize     # only (re)write the JSON from the folders
-    .venv/bin/python benchmarks/subset_keep.py --workload fashion-mnist-mlp   # the same on Fashion-MNIST
+    .venv/bin/python benchmarks/subset_keep.py                    # label noise 0 and 0.2, one after another
+    .venv/bin/python benchmarks/subset_keep.py --noise 0.2        # one noise level
+    .venv/bin/python benchmarks/subset_keep.py --summarize        # only (re)write the JSON from the folders
+    .venv/bin/python benchmarks/subset_keep.py --workload fashion-mnist-mlp
 
-Four `feedwise subset` studies into runs/bench-subset-keep[-fashion]/noise<τ>-<keep>/ (resumable):
-label noise 0 and 0.2 × --keep hardest and easiest. Each: one-shot ensemble 4 models x 5 checkpoints
-(mnist1d 1,500 steps each, Fashion 750, which also record the Active Bias history), acquisitions bald,
-variation-ratio, history-variance, history-closeness, history-hard and random, fractions 1/4, 1/2 and
-4/5, balance none, the full-data step budget for every subset (mnist1d 3,000 steps, lr 0.1; Fashion
-1,500 steps, lr 0.05; batch 128, momentum 0.9), 2 target seeds, one torch thread. ``--keep auto`` is not run: it keeps the easiest below fraction 0.5 and the hardest from
-0.5 on, and with the same ensemble seeds its subsets are exactly those of the two runs (the JSON
-derives its cells). Writes benchmarks/results/subset_keep_<mnist1d|fashion>.json: per noise, keep, fraction and
-acquisition the mean test error over the seeds, the share of flipped labels in the subset and the
-difference to random and to full data.
+The kept fraction is NOT the true noise rate (an earlier version kept 4/5 under 20% noise: oracle knowledge).
+It is 1 − (the number of label errors estimated by `feedwise flag`) / N: one `flag` run (uniform training,
+the acquisition models' step budget, seed 0) fits per-class beta mixtures to each example's mean
+probability of its label (feedwise.flagging.from_history) and returns an estimated count; its cost is
+counted in the JSON. Then one `feedwise subset` study keeps that fraction, dropping what each score calls
+hardest (--keep easiest): history-hard (1 − p̄ of the acquisition models' own training history), aum and
+forgetting (training dynamics of model 0) and random, one-shot 2 models x 5 checkpoints, the full-data
+step budget for every subset (mnist1d 3,000 steps, lr 0.1; Fashion 1,500 steps, lr 0.05; batch 128,
+momentum 0.9), 3 paired target seeds, one torch thread. When the estimate leaves under 1% to drop, no
+subset study is run (nothing to clean). Folders: runs/bench-subset-keep[-fashion]/noise<tau>/{flag,subset}.
+Decisions on validation error (paired one-sided t-tests across the seeds, Holm over the cells): does a
+subset beat random of its size, and does it beat all the (noisy) data? Test error is reported for the
+cell chosen on validation and for random and full data. Writes benchmarks/results/subset_keep_<short>.json.
 """
 
 from __future__ import annotations
@@ -32,117 +34,157 @@ os.environ.setdefault("FEEDWISE_QUIET", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from feedwise.config import TrainConfig  # noqa: E402
 from feedwise.results import read_json, write_json  # noqa: E402
-from feedwise.studies.subset.run import SubsetRequest, run_subset_study, subset_name  # noqa: E402
+from feedwise.stats import holm, paired_t  # noqa: E402
+from feedwise.studies.flag.run import FlagRequest, flag_study  # noqa: E402
+from feedwise.studies.subset.run import SubsetRequest, run_subset_study  # noqa: E402
 from feedwise.studies.train.run import DataOptions  # noqa: E402
 from feedwise.workloads import get_workload  # noqa: E402
 
 NOISES = (0.0, 0.2)
-KEEPS = ("hardest", "easiest")
-FRACTIONS = [0.25, 0.5, 0.8]
-ACQUISITIONS = ["bald", "variation-ratio", "history-variance", "history-closeness", "history-hard", "random"]
-PROTOCOLS = {  # the scale of benchmarks/subset_study.py
-    "mnist1d-mlp": dict(ensemble="4x5", acq_steps=1500, target_steps=3000, seeds=2),
-    "fashion-mnist-mlp": dict(ensemble="4x5", acq_steps=750, target_steps=1500, seeds=2),
+ACQUISITIONS = ["history-hard", "aum", "forgetting", "random"]
+PROTOCOLS = {
+    "mnist1d-mlp": dict(ensemble="2x5", acq_steps=1500, target_steps=3000, seeds=3),
+    "fashion-mnist-mlp": dict(ensemble="2x5", acq_steps=750, target_steps=1500, seeds=3),
 }
 SHORT = {"mnist1d-mlp": "mnist1d", "fashion-mnist-mlp": "fashion"}
-WORKLOAD = "mnist1d-mlp"  # set by --workload
+MIN_DROP = 0.01
+FRACTION_SOURCE = ("1 - estimated label errors / N, the estimate from `feedwise flag` (per-class beta mixtures on "
+                   "p-bar of one uniform run with the acquisition models' step budget, seed 0); not the true noise "
+                   "rate")
 
 
-def request(noise: float, keep: str) -> SubsetRequest:
-    proto = PROTOCOLS[WORKLOAD]
-    return SubsetRequest(workload=WORKLOAD, acquisitions=ACQUISITIONS, fractions=FRACTIONS,
-                         ensemble=proto["ensemble"], schedule="one-shot", seeds=proto["seeds"],
-                         balances=["none"], budgets=["steps"], target_steps=proto["target_steps"],
-                         acq_steps=proto["acq_steps"], keep=keep, data=DataOptions(label_noise=noise))
+def folder(workload: str, noise: float) -> Path:
+    suffix = "" if workload == "mnist1d-mlp" else "-" + SHORT[workload]
+    return ROOT / "runs" / f"bench-subset-keep{suffix}" / f"noise{noise:g}"
 
 
-def folder(noise: float, keep: str) -> Path:
-    suffix = "" if WORKLOAD == "mnist1d-mlp" else "-" + SHORT[WORKLOAD]
-    return ROOT / "runs" / f"bench-subset-keep{suffix}" / f"noise{noise:g}-{keep}"
+def estimate(workload: str, noise: float) -> dict:
+    """Run (or resume) the flag study; the kept fraction from its estimated count."""
+    w, p = get_workload(workload), PROTOCOLS[workload]
+    cfg = TrainConfig(batch_size=w.batch_size, optimizer="momentum", lr=w.lr, momentum=0.9,
+                      max_steps=p["acq_steps"], eval_every=100, target=None, stop_at_target=False, seed=0)
+    s = flag_study(FlagRequest(workload=workload, config=cfg, data=DataOptions(label_noise=noise)),
+                   str(folder(workload, noise) / "flag"), threads=1, device="cpu", command=sys.argv)
+    est = float(s["label_issues"]["estimated_errors"])
+    n = int(s["num_train"]) if "num_train" in s else int(w.load(label_noise=noise).num_train)
+    kept = round(min(1.0, 1.0 - est / n), 3)
+    rec = read_json(folder(workload, noise) / "flag" / "trials" / "0" / "trial.json") \
+        if (folder(workload, noise) / "flag" / "trials" / "0" / "trial.json").exists() else {}
+    return {"estimated_errors": round(est, 1), "num_train": n, "estimated_rate": round(est / n, 4),
+            "true_rate": noise, "kept_fraction": kept,
+            "cost": {"train_examples": int(rec.get("examples") or p["acq_steps"] * w.batch_size),
+                     "work": 3 * int(rec.get("examples") or p["acq_steps"] * w.batch_size),
+                     "seconds": rec.get("wall_s")}}
 
 
-def out_path() -> Path:
-    return ROOT / "benchmarks" / "results" / f"subset_keep_{SHORT[WORKLOAD]}.json"
+def request(workload: str, noise: float, kept: float) -> SubsetRequest:
+    p = PROTOCOLS[workload]
+    return SubsetRequest(workload=workload, acquisitions=ACQUISITIONS, fractions=[kept], ensemble=p["ensemble"],
+                         schedule="one-shot", seeds=p["seeds"], balances=["none"], budgets=["steps"],
+                         target_steps=p["target_steps"], acq_steps=p["acq_steps"], keep="easiest",
+                         data=DataOptions(label_noise=noise))
 
 
-def summarize() -> dict:
-    cells, studies = [], {}
-    for noise in NOISES:
-        flipped = None
-        if noise:
-            data = get_workload(WORKLOAD).load(label_noise=noise)
-            flipped = np.zeros(data.num_train, bool)
-            flipped[data.noisy_indices] = True
-        for keep in KEEPS:
-            d = folder(noise, keep)
-            if not (d / "summary.json").exists():
-                continue
-            s = read_json(d / "summary.json")
-            studies[f"noise{noise:g}-{keep}"] = {"folder": str(d.relative_to(ROOT)), "full": s["full"]["test_error"],
-                                                 "search": s["cost"]["search_total"]}
-            for r in s["results"]:
-                idx = np.load(d / "subsets" / f"{subset_name(r['acquisition'], r['fraction'], r['balance'])}.npy")
-                cells.append({"noise": noise, "keep": keep if r["acquisition"] != "random" else "-",
-                              "fraction": r["fraction"], "acquisition": r["acquisition"],
-                              "test_error": r["test_error"]["mean"], "test_error_values": r["test_error"]["values"],
-                              "full_error": s["full"]["test_error"]["mean"], "gap_to_full": r["gap_to_full"],
-                              "diff_vs_random": (r["vs_random"] or {}).get("diff"),
-                              "p_vs_random": (r["vs_random"] or {}).get("p_value"),
-                              "flipped_share": None if flipped is None else float(flipped[idx].mean()),
-                              "tie_filled": r["tie_filled"]})
-    # random subsets are the same in both keep runs (same selection seed): keep one copy
-    seen, unique = set(), []
-    for c in cells:
-        key = (c["noise"], c["keep"], c["fraction"], c["acquisition"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(c)
-    auto = [{**c, "keep": "auto"} for c in unique if c["keep"] == ("easiest" if c["fraction"] < 0.5 else "hardest")
-            and c["acquisition"] != "random"]
-    best = {}
-    for noise in NOISES:
-        for f in FRACTIONS:
-            rows = [c for c in unique if c["noise"] == noise and c["fraction"] == f and c["acquisition"] != "random"]
-            if rows:
-                b = min(rows, key=lambda c: c["test_error"])
-                rnd = next((c for c in unique if c["noise"] == noise and c["fraction"] == f
-                            and c["acquisition"] == "random"), None)
-                best[f"noise{noise:g}-{f:g}"] = {"keep": b["keep"], "acquisition": b["acquisition"],
-                                                 "test_error": b["test_error"], "full_error": b["full_error"],
-                                                 "random_error": rnd["test_error"] if rnd else None}
-    return {"benchmark": "subset_keep", "workload": WORKLOAD,
-            "protocol": {**PROTOCOLS[WORKLOAD], "schedule": "one-shot", "fractions": FRACTIONS,
-                         "acquisitions": ACQUISITIONS, "balance": "none", "budget": "steps", "batch_size": 128,
-                         "lr": get_workload(WORKLOAD).lr, "threads": 1,
-                         "noises": list(NOISES), "keeps": list(KEEPS)},
-            "auto_rule": "auto = easiest below fraction 0.5, hardest from 0.5 on: its cells are copied from those runs",
-            "studies": studies, "cells": unique, "auto_cells": auto, "best_per_fraction": best}
+def by_seed(root: Path, prefix: str) -> dict[int, tuple[float, float]]:
+    out = {}
+    for t in sorted((root / "trials").glob(f"{prefix}-s*/trial.json")):
+        r = read_json(t)
+        out[int(r["seed"])] = (r["final_val_error"], r["test_error"])
+    return out
+
+
+def summarize_noise(workload: str, noise: float, est: dict | None) -> dict | None:
+    if est is None:
+        return None
+    out: dict = {"estimate": est}
+    root = folder(workload, noise) / "subset"
+    if est["kept_fraction"] > 1 - MIN_DROP:
+        out["note"] = f"the estimate leaves {1 - est['kept_fraction']:.3f} of the data to drop: no subset study"
+        return out
+    if not (root / "summary.json").exists():
+        return out
+    s = read_json(root / "summary.json")
+    data = get_workload(workload).load(label_noise=noise)
+    flipped = np.zeros(data.num_train, bool)
+    flipped[data.noisy_indices] = True
+    full = by_seed(root, "target-full")
+    cells, tests = [], []
+    for r in s["results"]:
+        idx = np.load(root / "subsets" / f"{r['subset']}.npy")
+        tgt = by_seed(root, f"target-{r['acquisition']}-{r['fraction']:g}-none-steps")
+        seeds = sorted(set(tgt) & set(full))
+        better = paired_t([tgt[k][0] for k in seeds], [full[k][0] for k in seeds], "less")
+        tests.append(better)
+        cells.append({"acquisition": r["acquisition"], "fraction": r["fraction"], "size": r["size"],
+                      "val_error": r["val_error"], "beats_random": r["beats_random"], "vs_random": r["vs_random"],
+                      "vs_full_better": {"p": better["p"], "mean_diff": better["mean_diff"]},
+                      "flipped_share": round(float(flipped[idx].mean()), 4),
+                      "flipped_removed": round(float(1 - flipped[idx].sum() / max(1, flipped.sum())), 4)
+                      if flipped.any() else None,
+                      "_test": {k: tgt[k][1] for k in seeds}})
+    for c, adj in zip(cells, holm([t["p"] for t in tests])):
+        c["vs_full_better"]["p_holm"] = adj
+        c["beats_full_data"] = None if adj is None else bool(adj < 0.05)
+    best = min((c for c in cells if c["acquisition"] != "random"), key=lambda c: c["val_error"]["mean"])
+    rnd = next(c for c in cells if c["acquisition"] == "random")
+    mean = lambda d: float(np.mean(list(d.values()))) if d else None  # noqa: E731
+    out.update({"folder": str(root.relative_to(ROOT)), "full": s["full"], "search_total": s["cost"]["search_total"],
+                "chosen_on_validation": {"acquisition": best["acquisition"], "test_error": mean(best["_test"]),
+                                         "random_test_error": mean(rnd["_test"]),
+                                         "full_test_error": s["full"]["test_error"]["mean"],
+                                         "beats_random": best["beats_random"],
+                                         "beats_full_data": best["beats_full_data"],
+                                         "flipped_share": best["flipped_share"]},
+                "cells": [{k: v for k, v in c.items() if k != "_test"} for c in cells]})
+    return out
 
 
 def main() -> None:
-    global WORKLOAD
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", default="mnist1d-mlp", choices=sorted(PROTOCOLS))
     ap.add_argument("--noise", type=float, choices=NOISES, default=None)
-    ap.add_argument("--keep", choices=KEEPS, default=None)
     ap.add_argument("--summarize", action="store_true", help="only write the JSON from the study folders")
     a = ap.parse_args()
-    WORKLOAD = a.workload
-    if not a.summarize:
-        for noise in NOISES if a.noise is None else [a.noise]:
-            for keep in KEEPS if a.keep is None else [a.keep]:
-                t0 = time.time()
-                _, ran = run_subset_study(request(noise, keep), str(folder(noise, keep)), threads=1, device="cpu",
-                                          command=sys.argv)
-                print(f"noise {noise:g} keep {keep}: {ran} trials, {time.time() - t0:.0f} s", flush=True)
-    res = summarize()
-    res["command"] = " ".join(sys.argv)
-    write_json(out_path(), res)
-    for k, b in res["best_per_fraction"].items():
-        print(f"{k}: best {b['acquisition']} ({b['keep']}) {b['test_error']:.4f}; random {b['random_error']}; "
-              f"full {b['full_error']:.4f}")
-    print(f"wrote {out_path()}")
+    out = ROOT / "benchmarks" / "results" / f"subset_keep_{SHORT[a.workload]}.json"
+    old = read_json(out) if out.exists() and "fraction_source" in read_json(out) else {}
+    history = old.get("run_history", [])
+    estimates = {float(k): v for k, v in old.get("estimates", {}).items()}
+    for noise in NOISES if a.noise is None else [a.noise]:
+        if a.summarize and not (folder(a.workload, noise) / "flag" / "summary.json").exists():
+            continue
+        t0 = time.time()
+        est = estimate(a.workload, noise)
+        estimates[noise] = est
+        ran = 0
+        if not a.summarize and est["kept_fraction"] <= 1 - MIN_DROP:
+            _, ran = run_subset_study(request(a.workload, noise, est["kept_fraction"]),
+                                      str(folder(a.workload, noise) / "subset"), threads=1, device="cpu",
+                                      command=sys.argv)
+        if not a.summarize:
+            history.append({"noise": noise, "subset_trials_run": ran, "elapsed_s": round(time.time() - t0, 1)})
+        print(f"noise {noise:g}: estimated rate {est['estimated_rate']} -> keep {est['kept_fraction']}; "
+              f"{ran} trials, {time.time() - t0:.0f} s", flush=True)
+    res = {"benchmark": "subset_keep", "workload": a.workload, "command": " ".join(sys.argv),
+           "fraction_source": FRACTION_SOURCE,
+           "protocol": {**PROTOCOLS[a.workload], "schedule": "one-shot", "acquisitions": ACQUISITIONS,
+                        "keep": "easiest (drop what each score calls hardest)", "balance": "none", "budget": "steps",
+                        "batch_size": 128, "lr": get_workload(a.workload).lr, "threads": 1, "noises": list(NOISES)},
+           "scaled": "2 acquisition models x 5 checkpoints, 3 seeds, one kept fraction per noise level",
+           "earlier_oracle_run": f"benchmarks/results/subset_keep_{SHORT[a.workload]}_oracle_fraction.json "
+                                 "(kept 4/5 = the true noise rate: oracle knowledge; 2 seeds, test-decided)",
+           "estimates": {f"{k:g}": v for k, v in sorted(estimates.items())},
+           "studies": {f"noise{n:g}": summarize_noise(a.workload, n, estimates.get(n)) for n in NOISES},
+           "run_history": history}
+    write_json(out, res)
+    for k, st in res["studies"].items():
+        if st and "chosen_on_validation" in st:
+            c = st["chosen_on_validation"]
+            print(f"{k}: keep {st['estimate']['kept_fraction']} by {c['acquisition']}: test {c['test_error']:.4f} vs "
+                  f"random {c['random_test_error']:.4f} vs all data {c['full_test_error']:.4f}; beats random "
+                  f"{c['beats_random']}, beats all data {c['beats_full_data']} (flipped share {c['flipped_share']})")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

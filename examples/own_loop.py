@@ -140,7 +140,8 @@ def run(out, *, num_samples: int | None = None, steps: int = 4000, batch_size: i
         result = {"num_train": len(y), "steps": steps, "train_s": train_s, "label_noise": label_noise,
                   "val_error": error_rate(model, data.x_val, data.y_val),
                   "test_error": error_rate(model, data.x_test, data.y_test),
-                  "b_simple": noise["b_simple"], "b_simple_recent": noise["b_simple_recent"],
+                  "b_simple_time_average": noise["b_simple_time_average"],
+                  "b_simple_g2_weighted": noise["b_simple_g2_weighted"], "b_simple_recent": noise["b_simple_recent"],
                   "files": {"history": str(out / "history.pt"), "labels": str(out / "labels.npy"),
                             "flipped": str(out / "flipped.npy"), "noise": str(out / "noise.csv")}}
         if cross_fit:
@@ -189,8 +190,8 @@ def main(argv=None) -> int:
             cross_fit_steps=a.cross_fit_steps, threads=a.threads)
     print(f"trained {r['steps']} steps on {r['num_train']} examples in {r['train_s']:.1f} s: "
           f"val error {r['val_error']:.4f}, test error {r['test_error']:.4f}")
-    print(f"noise scale B_simple {r['b_simple']:.0f} over the run, {r['b_simple_recent']:.0f} over the last "
-          f"probes ({r['files']['noise']})")
+    print(f"noise scale B_simple: time-average {r['b_simple_time_average']:.0f}, |G|^2-weighted ratio of sums "
+          f"{r['b_simple_g2_weighted']:.0f}, {r['b_simple_recent']:.0f} over the last probes ({r['files']['noise']})")
     return 0 if all(r[k]["exit"] == 0 for k in ("flag_history", "flag_pred_probs") if k in r) else 1
 
 

@@ -9,7 +9,7 @@ from feedwise.studies.batch_size.report import build_overlay, build_sections
 from feedwise.studies.noise_scale.report import build_sections as noise_sections
 from feedwise.results import StudyDir
 from feedwise.studies.batch_size.run import summarize
-from feedwise.studies.noise_scale.run import NoiseScaleRequest, gradient_norms, run_noise_scale
+from feedwise.studies.noise_scale.run import NoiseScaleRequest, estimate, gradient_norms, run_noise_scale
 from feedwise.studies.train.run import DataOptions
 
 
@@ -44,6 +44,10 @@ def test_sections_overlay_and_summary_from_files(tmp_path):
     e = {x["batch_size"]: x for x in mom["batch_sizes"]}
     assert [e[b]["steps_to_result"] for b in (16, 64, 256, 1024)] == [400, 200, 200, None]
     assert e[16]["best_trial"] == "b16-0" and e[16]["trials_by_status"] == {"reached": 1, "pruned": 1}
+    # bootstrap: a resample holding only the pruned trial (bound 500) is censored and may never reach: open end
+    assert e[16]["steps_to_result_interval"] == [400, None]
+    assert 0.15 < e[16]["steps_to_result_censored_fraction"] < 0.35           # P = (1/2)^2
+    assert e[64]["steps_to_result_interval"] == [200, 200] and mom["knee"]["b_crit_interval"][0] is not None
     assert e[64]["best_effective_lr"] == pytest.approx(0.4)
     assert mom["regimes"]["by_batch_size"][256] == "maximal data parallelism"
     assert e[1024]["regime"] == "unreached"
@@ -77,16 +81,29 @@ def test_gradient_norms_match_a_hand_computation():
 
 def test_noise_scale_run_records_compute_and_reports(tmp_path, data_cache):
     req = NoiseScaleRequest(workload="mnist1d-mlp", batch_size=64, lr=0.1, b_small=16, b_big=128,
-                            measure_every=20, max_steps=100, target=1e-9, data=DataOptions(num_samples=2000))
+                            measure_every=20, max_steps=100, target=1e-9, data=DataOptions(num_samples=2000),
+                            precise_draws=3, block=2, hessian=True, hessian_batch=64, hessian_chunks=2)
     s = run_noise_scale(req, tmp_path / "ns", threads=1, device="cpu")
-    assert s["measurements"] == 5 and len(s["series"]) == 5
-    assert s["compute"]["examples_gradient"] == 5 * 128
-    assert s["compute"]["examples_total"] == 100 * 64 + 5 * 128
-    assert s["b_simple"] > 0 and s["predicted_critical_batch"] == s["b_simple"]
-    g2 = sum(r["g2"] for r in s["series"]) / 5
-    tr = sum(r["trace"] for r in s["series"]) / 5
-    assert s["b_simple"] == pytest.approx(tr / g2)
-    assert json.loads((tmp_path / "ns" / "summary.json").read_text())["b_simple"] == pytest.approx(s["b_simple"])
+    # step 0 (3 draws) + 5 evaluations; the target is never reached
+    assert s["measurements"] == 6 and [r["step"] for r in s["series"]] == [0, 20, 40, 60, 80, 100]
+    assert [r["draws"] for r in s["series"]] == [3, 1, 1, 1, 1, 1]
+    assert s["compute"]["examples_gradient"] == 8 * 128
+    assert s["compute"]["examples_hessian"] == 8 * 3 * 64 * 2
+    assert s["compute"]["examples_total"] == 100 * 64 + 8 * 128 + 8 * 3 * 64 * 2
+    n = s["num_examples"]
+    for r in s["series"]:                                  # the finite-dataset estimator, N = the training set
+        assert (r["g2"], r["trace"]) == pytest.approx(estimate(r["g2_small"], r["g2_big"], 16, 128, n))
+    g2 = [r["g2"] for r in s["series"]]
+    tr = [r["trace"] for r in s["series"]]
+    b = s["b_simple"]
+    assert b["g2_weighted"] == pytest.approx(sum(tr) / sum(g2))
+    assert b["at_start"] == pytest.approx(tr[0] / g2[0])
+    blocks = [sum(tr[i:i + 2]) / sum(g2[i:i + 2]) for i in (0, 2, 4)]
+    assert b["time_average"] == pytest.approx(sum(blocks) / 3) and s["predicted_critical_batch"] == b["time_average"]
+    assert b["near_target"] is None or b["near_target"] != b["near_target"]      # NaN: not reached
+    assert set(s["b_noise"]) == set(b) and all("b_noise_point" in r for r in s["series"])
+    assert json.loads((tmp_path / "ns" / "summary.json").read_text())["b_simple"]["g2_weighted"] == pytest.approx(
+        b["g2_weighted"])
     sec = noise_sections(tmp_path / "ns", tmp_path / "assets")
     assert sec[0].kind == "noise-scale" and sec[0].images[0].exists()
     # resume: the finished run is not repeated
@@ -109,7 +126,7 @@ def test_page_table_sentence_and_summary_share_one_definition_of_perfect_scaling
     sec = build_sections(tmp_path / "mom", tmp_path / "assets")[0]
     assert "perfect scaling up to" not in sec.markdown and "perfect scaling from" not in sec.markdown
     assert "no perfect scaling" in sec.markdown
-    assert "| 64 | 1100 | 70400 | diminishing returns |" in sec.markdown
+    assert "| 64 | 1100 | [1100, 1100] | 70400 | diminishing returns | diminishing returns |" in sec.markdown
     # an old summary.json that still says largest_perfect: 64 is read through the same definition
     old = json.loads((tmp_path / "mom" / "summary.json").read_text())
     old["regimes"]["largest_perfect"] = 64

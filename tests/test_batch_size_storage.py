@@ -177,6 +177,7 @@ def test_space_numbers_are_parsed_robustly(tmp_path):
 
 
 BAD_BATCH_SIZE = [
+    (["--seeds", "-1"], "--seeds"),
     (["--target", "nan"], "--target"), (["--target", "inf"], "--target"), (["--target", "-0.1"], "--target"),
     (["--target", "1.5"], "--target"), (["--heartbeat", "-5"], "--heartbeat"), (["--heartbeat", "0"], "--heartbeat"),
     (["--jobs", "0"], "--jobs"), (["--storage-retry", "-1"], "--storage-retry"),
@@ -193,6 +194,8 @@ BAD_NOISE_SCALE = [
     (["--measure-every", "0"], "--measure-every"), (["--target", "nan"], "--target"), (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"), (["--momentum", "1"], "--momentum"), (["--seed", "-3"], "--seed"),
     (["--steps", "10", "--measure-every", "50"], "no gradient measurement"),
+    (["--precise-draws", "0"], "--precise-draws"), (["--block", "0"], "--block"),
+    (["--hessian", "--hessian-chunks", "1"], "--hessian-chunks"), (["--hessian-batch", "0"], "--hessian-batch"),
 ]
 
 

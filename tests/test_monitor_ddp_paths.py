@@ -1,6 +1,7 @@
-"""The DDP noise-scale hook sends each rank's local squared norm inside the last bucket's all-reduce; with
-several buckets, or with a last bucket too big to copy (a separate small all-reduce then), the
-measurement is the same as a probe of the same global batch."""
+"""The DDP noise-scale monitor. With every=1 a communication hook sends each rank's local squared norm
+inside the last bucket's all-reduce (several buckets, or a last bucket too big to copy: a separate small
+all-reduce); with every>1 a measured step skips DDP's sync and the monitor all-reduces it. Either way the
+measurement is the same as a probe of the same global batch, and the gradients are DDP's."""
 
 import pytest
 import torch
@@ -30,6 +31,8 @@ def _rank(rank, port, pack_limit, path):
 
     torch.set_num_threads(1)
     mon.PACK_LIMIT = pack_limit
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, y = _data()
@@ -46,7 +49,7 @@ def _rank(rank, port, pack_limit, path):
         if rank == 0:
             torch.save({"row": row, "buckets": buckets, "packed": packed}, path)
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
 @pytest.mark.parametrize("pack_limit", [1 << 22, 0])
@@ -71,6 +74,8 @@ def _rank_every(rank, port, path):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
+    from feedwise.parallel.launch import leave_group
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, y = _data()
@@ -78,20 +83,20 @@ def _rank_every(rank, port, path):
         monitor = NoiseScaleMonitor(64, num_examples=N, every=3).attach(ddp)
         idx = torch.randperm(N, generator=torch.Generator().manual_seed(5))[:64]
         mine = idx[rank * 32:(rank + 1) * 32]
-        rows = []
+        rows, grads = [], []
         for _ in range(5):
             ddp.zero_grad(set_to_none=True)
             F.cross_entropy(ddp(x[mine]), y[mine]).backward()
             rows.append(monitor.step())
             assert monitor.steps == len(rows)
-        grads = [p.grad.clone() for p in ddp.parameters()]
+            grads.append([p.grad.clone() for p in ddp.parameters()])
         if rank == 0:
             torch.save({"rows": rows, "grads": grads}, path)
     finally:
-        dist.destroy_process_group()
+        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
 
 
-def test_every_k_measures_one_step_in_k_and_leaves_the_gradients_alone(tmp_path):
+def test_every_k_measures_one_step_in_k_and_every_step_gets_the_all_reduced_gradient(tmp_path):
     import torch.multiprocessing as mp
 
     from feedwise.parallel.launch import free_port
@@ -107,7 +112,9 @@ def test_every_k_measures_one_step_in_k_and_leaves_the_gradients_alone(tmp_path)
     for row in (got["rows"][0], got["rows"][3]):
         for k in ("g2_small", "g2_big"):
             assert row[k] == pytest.approx(ref[k], rel=1e-4), k
-    # an unmeasured step all-reduces as DDP does: the mean of the two halves' gradients
+    # every step, measured (the monitor's own all-reduce) or not (DDP's), leaves the same gradient:
+    # the mean of the two halves' gradients, i.e. the global batch's
     F.cross_entropy(model(x[idx]), y[idx]).backward()
-    for g, p in zip(got["grads"], model.parameters()):
-        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6)
+    for step_grads in got["grads"]:
+        for g, p in zip(step_grads, model.parameters()):
+            assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6)

@@ -65,17 +65,24 @@ def test_summary_and_cost_account_from_files(one_shot):
     assert summary == summarize(out)                 # the summary is recomputable from the files
     full = summary["full"]
     assert full["test_error"]["n"] == 1 and full["cost"]["examples"] == 30 * 32
+    search_work = sum(3 * t["examples"] + t["scored_examples"] for t in acq)
+    assert summary["cost"]["search_total"]["work"] == search_work    # FLOP-weighted: forward 1, backward 2
     for r in summary["results"]:
-        assert r["test_error"]["n"] == 1
+        assert r["val_error"]["n"] == 1
         steps = 30 if r["budget"] == "steps" else int(np.ceil(30 * r["size"] / n))
-        assert r["target_cost"]["examples"] == steps * 32
-        be = r["break_even"]["examples"]
-        if r["budget"] == "steps":
-            assert be is None                            # same steps as full data: never cheaper
-        elif r["gap_to_full"] <= summary["tolerance"] and r["acquisition"] != "random":
-            assert be == pytest.approx(search / (full["cost"]["examples"] - r["target_cost"]["examples"]))
+        assert r["target_cost"]["examples"] == steps * 32 and r["target_cost"]["work"] == 3 * steps * 32
+        # one seed: no verdict, so no break-even; test error only for the chosen cells and random
+        assert r["within_tolerance"] is None and r["break_even"] == {"examples": None, "work": None, "seconds": None}
         if r["acquisition"] != "random":
-            assert r["vs_random"] is not None and "beats_random" in r["vs_random"]
+            assert r["vs_random"] is not None and r["vs_random"]["p"] is None and r["beats_random"] is None
+    chosen = {(c["fraction"], c["budget"]): c for c in summary["chosen"]}
+    assert set(chosen) == {(f, b) for f in (0.25, 0.5) for b in ("steps", "epochs")}
+    for (f, rule), c in chosen.items():
+        cells = [r for r in summary["results"] if (r["fraction"], r["budget"]) == (f, rule) and r["acquisition"] != "random"]
+        assert c["val_error"] == min(r["val_error"]["mean"] for r in cells)
+        assert c["test_error"]["n"] == 1 and c["random_test_error"]["n"] == 1
+    shown = [r for r in summary["results"] if r["test_error"] is not None]
+    assert all(r["acquisition"] == "random" or r["subset"] in {c["subset"] for c in summary["chosen"]} for r in shown)
     assert set(summary["jaccard"]["0.25-none"]) == {"entropy|random", "entropy|variation-ratio",
                                                       "random|variation-ratio"}
     assert "break_even" in summary["break_even_rule"]
@@ -127,10 +134,10 @@ def test_build_up_grows_nested_subsets(tmp_path, data_cache):
 
 
 def test_break_even_rule():
-    assert break_even(100, 50, 10, 0.10, 0.10, 0.01) == pytest.approx(2.5)
-    assert break_even(100, 50, 50, 0.10, 0.10, 0.01) is None          # not cheaper
-    assert break_even(100, 50, 10, 0.12, 0.10, 0.01) is None          # worse than full data beyond tolerance
-    assert break_even(100, 50, 10, 0.105, 0.10, 0.01) == pytest.approx(2.5)
+    assert break_even(100, 50, 10, True) == pytest.approx(2.5)
+    assert break_even(100, 50, 50, True) is None          # not cheaper
+    assert break_even(100, 50, 10, False) is None         # not shown within tolerance of full data
+    assert break_even(100, 50, 10, None) is None          # no verdict (too few seeds)
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -164,6 +171,6 @@ def test_cli_runs_and_reports(tmp_path, data_cache, capsys):
     from feedwise.studies.subset.report import build_sections
     secs = build_sections(out, tmp_path / "assets")
     assert secs[0].images and all(p.exists() for p in secs[0].images)
-    assert "beat" in secs[0].markdown and "break_even" in secs[0].markdown
+    assert "chosen on validation" in secs[0].markdown and "break_even" in secs[0].markdown
     summary = json.loads((out / "summary.json").read_text())
     assert summary["results"][0]["subset"] in ("bald-0.5", "random-0.5")

@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     input or the environment, 3 for an internal error (traceback saved to a log file), 130 for Ctrl-C,
     even when Ctrl-C arrives while the libraries are still being imported."""
     args, started, interrupted, previous = None, False, [], None
+    defer = [True]   # while torch & co. are imported, Ctrl-C is only noted (see _trap_sigint)
     try:
-        previous = _trap_sigint(interrupted)
+        previous = _trap_sigint(interrupted, defer)
         parser = build_parser()
+        defer[0] = False
+        if interrupted:
+            raise KeyboardInterrupt
         try:
             args, extra = parser.parse_known_args(argv)
             if extra:
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt
         return code
     except FeedwiseError as e:
-        return _fail(str(e))
+        return _interrupted(args, started) if interrupted else _fail(str(e))
     except BrokenPipeError:
         # the reader went away (e.g. `feedwise workloads | head`): stop quietly, as the Python docs advise
         import os
@@ -121,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        note = ON_INTERRUPT.get(getattr(args, "command", None)) if started else "nothing was run"
-        _say(f"feedwise: interrupted{'; ' + note if note else ''}")
-        return EXIT_INTERRUPTED
+        return _interrupted(args, started)
     except Exception as e:
+        if interrupted:   # Ctrl-C inside a C extension's import surfaces as e.g. "ImportError: initialization failed"
+            return _interrupted(args, started)
         from feedwise.errors import environment_error
 
         msg = environment_error(e, out=getattr(args, "out", None))
@@ -144,14 +148,19 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous)
 
 
-def _trap_sigint(flag: list):
+def _trap_sigint(flag: list, defer: list):
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered (see ``main``); returns the
-    handler it replaced (None when it could not: main() called from another thread)."""
+    handler it replaced (None when it could not: main() called from another thread).
+
+    While ``defer[0]`` is true (building the parser imports torch, ~2 s) it is only remembered: an
+    exception raised inside a C++ extension's module init can abort the interpreter (SIGABRT,
+    'terminate called'), seen about once in 40 runs; ``main`` raises it once the imports are done."""
     import signal
 
     def on_sigint(signum, frame):
         flag.append(signum)
-        raise KeyboardInterrupt
+        if not defer[0]:
+            raise KeyboardInterrupt
 
     default_hook = sys.unraisablehook
 
@@ -170,6 +179,28 @@ def _trap_sigint(flag: list):
         return signal.signal(signal.SIGINT, on_sigint)
     except ValueError:
         return None
+
+
+def _interrupted(args, started: bool) -> int:
+    note = ON_INTERRUPT.get(getattr(args, "command", None)) if started else "nothing was run"
+    _say(f"feedwise: interrupted{'; ' + note if note else ''}")
+    _forget_interrupt()
+    return EXIT_INTERRUPTED
+
+
+def _forget_interrupt() -> None:
+    """We handled the Ctrl-C: make sure CPython does not also die by SIGINT at exit.
+
+    When a KeyboardInterrupt passes through code that a C extension evaluates with ``PyRun_String``
+    (pybind11's ``py::exec``, during torch's import or calls), CPython sets a flag that makes
+    ``python -m`` kill itself with SIGINT after finalising, whatever exit code we return (seen as
+    -2 instead of 130 in about 1 run in 10). Evaluating an empty string the same way clears it."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except Exception:   # not CPython, or no ctypes: the shell still reports 130 for death by SIGINT
+        pass
 
 
 def _say(line: str) -> None:

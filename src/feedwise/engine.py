@@ -200,6 +200,23 @@ class Trainer:
         self.steps_to_result: int | None = None   # of the running loop, as of its last evaluation
         self._batches: FeederBatches | None = None
         self._fetch = None
+        if self.feeder.wants_model_losses:
+            if self._lazy or self.strategy.world > 1:
+                raise FeedwiseError(f"feed '{self.feeder.name}' looks at the model's losses on candidates: it needs "
+                                    "in-memory data and one process")
+            self.feeder.attach(self.losses_of)
+
+    @torch.no_grad()
+    def losses_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """Per-example training loss of the current model on training rows ``idx``: a forward pass without
+        gradient, in eval mode (no batch-norm statistics move), for feeders that choose among candidates."""
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(self._x[idx])
+        y = self._y[idx]
+        per = F.cross_entropy(out, y, reduction="none") if self.loss_fn is None else self.loss_fn(out, y)
+        self.model.train(was_training)
+        return per.float()
 
     def _next_lazy_batch(self):
         """(indices, weights, local indices, local weights, local inputs) of the next step, from the

@@ -8,28 +8,37 @@ B_small < B_big give unbiased estimates
     tr(Σ)  ≈ (|G_small|² − |G_big|²) / (c(B_small) − c(B_big))
     |G|²   ≈ |G_big|² − c(B_big) · tr(Σ)
 
-and the simple noise scale ``B_simple = tr(Σ) / |G|²``, the predicted critical batch size. Each
-estimate is noisy: they are averaged separately and divided (a ratio of means), over the whole
-series and over a recent window.
+and the simple noise scale ``B_simple = tr(Σ) / |G|²`` (``finite_c`` states the without-replacement
+factor). Each estimate is noisy, so they are averaged separately and divided (a ratio of means).
+B_simple grows as training proceeds, so one number for a run is a choice: the summary gives the
+time-average (equal weight to each stretch of training), the |G|²-weighted ratio of sums over the
+whole series (which leans on early, high-gradient training) and a recent window; the series itself
+is in the CSV. :func:`measure_gradients` also measures the curvature-weighted B_noise = tr(HΣ)/GᵀHG
+with Hessian-vector products.
 
 :class:`NoiseScaleMonitor` gets the two gradient norms from what your loop computes anyway:
 
 - under DDP (``monitor.attach(ddp_model)``): each rank's local gradient is a small batch and the
-  all-reduced one the big batch; a communication hook reads both norms, at no extra forward or
-  backward pass and no extra collective: it replaces DDP's default hook with the same all-reduce,
+  all-reduced one the big batch, read at no extra forward or backward pass. With ``every=1`` a
+  communication hook reads both norms: it replaces DDP's default hook with the same all-reduce,
   takes each bucket's squared norm before it, and sends this rank's total local squared norm as
   one extra element of the last bucket's all-reduce (a copy of that bucket; a last bucket over
   ``PACK_LIMIT`` elements or in half precision is sent as is, and the norms by one small
-  all-reduce in :meth:`NoiseScaleMonitor.step`). The all-reduced norm is read from the buckets
-  DDP reduced, in ``step()``;
+  all-reduce in :meth:`NoiseScaleMonitor.step`). With ``every=k > 1`` no hook is installed: the
+  steps that are not measured run DDP's own (C++) all-reduce untouched, and on a measured step the
+  monitor switches DDP's gradient sync off for that one backward (what ``ddp.no_sync()`` does),
+  reads the local gradient and all-reduces it itself in ``step()``, with the local squared norm as
+  one extra element (one collective, no overlap with the backward pass on that step only);
 - with gradient accumulation (``monitor.micro_batch()`` after each micro-batch's backward): each
   micro-batch is a small batch and their mean the big batch (one copy of the gradients is kept);
 - otherwise ``monitor.probe(loss_fn, inputs, targets)`` every k steps: a big batch cut into small
   ones, at the cost of their forward and backward passes.
 
-Each measured step costs two squared norms and a copy of the last bucket (about 15% of a 4 ms
-step of a 79k-parameter MLP on a loaded 2-core machine, ``benchmarks/results/noise_monitor*.json``);
-``every=k`` measures one step in k and leaves the others to DDP's plain all-reduce.
+Each measured step costs two squared norms and a copy of the gradients (about 15% of a 4 ms step
+of a 79k-parameter MLP on a loaded 2-core machine, ``benchmarks/results/noise_monitor*.json``);
+``every=k`` measures one step in k and leaves the others to DDP untouched. With ``every > 1`` the
+monitor sets ``ddp_model.require_backward_grad_sync`` itself before each measured step: do not
+combine it with your own ``no_sync()`` gradient accumulation.
 
 Three lines in a DDP loop::
 
@@ -56,33 +65,74 @@ from pathlib import Path
 import torch
 
 from feedwise.errors import FeedwiseError
+from feedwise.stats import finite_c, noise_estimate, noise_summaries, ratio_of_means  # noqa: F401
 
-COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple"]
+COLUMNS = ["step", "b_small", "b_big", "g2_small", "g2_big", "g2", "trace", "b_simple_point", "b_simple_g2_weighted",
+           "gHg", "trace_HS", "b_noise_point"]   # the last three only from probe(..., hessian=...)
 PACK_LIMIT = 1 << 22    # elements of a last DDP bucket copied to carry the local squared norm in its all-reduce
-
-
-def finite_c(b: float, n: int | None) -> float:
-    """``c(B)``: the variance factor of a batch of B drawn without replacement from N (1/B for N unknown)."""
-    if n is None or n <= 1:
-        return 1.0 / b
-    return (n - b) / (b * (n - 1))
 
 
 def estimate(g2_small: float, g2_big: float, b_small: float, b_big: float, n: int | None = None) -> tuple[float, float]:
     """(|G|², tr Σ) from the squared gradient norms at two batch sizes (unbiased; may be < 0)."""
-    if not 0 < b_small < b_big:
-        raise FeedwiseError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
-    cs, cb = finite_c(b_small, n), finite_c(b_big, n)
-    tr = (g2_small - g2_big) / (cs - cb)
-    return g2_big - cb * tr, tr
+    return noise_estimate(g2_small, g2_big, b_small, b_big, n)
 
 
-def ratio_of_means(g2s, trs) -> float:
-    """mean(tr Σ) / mean(|G|²); NaN when the mean |G|² is not positive or there is nothing."""
-    if not len(g2s):
-        return math.nan
-    g2, tr = sum(g2s) / len(g2s), sum(trs) / len(trs)
-    return tr / g2 if g2 > 0 else math.nan
+def hvps(model: torch.nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor,
+         vectors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Hessian-vector products ``H v`` of the mean loss over ``inputs, targets`` (double backward: one
+    forward and backward with the graph kept, then one backward per vector); ``v`` and ``H v`` are flat
+    over the trainable parameters, returned in float64."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model(inputs), targets), params, create_graph=True)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    out = []
+    for i, v in enumerate(vectors):
+        hv = torch.autograd.grad(flat @ v.to(flat.dtype).to(flat.device), params,
+                                 retain_graph=i < len(vectors) - 1, allow_unused=True)
+        out.append(torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
+                              for h, p in zip(hv, params)]).double())
+    return out
+
+
+def measure_gradients(model: torch.nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, b_small: int,
+                      hessian: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      hessian_chunks: int | None = None) -> dict:
+    """Squared gradient norms of one big batch ``inputs, targets`` cut into chunks of ``b_small``:
+    ``g2_small`` (mean over chunks of |g_chunk|²) and ``g2_big`` (|mean of the chunks|²), for the B_simple
+    estimator; the model's ``.grad`` is left untouched.
+
+    With ``hessian = (x_h, y_h)``, a batch drawn independently of the big one, also the H-weighted
+    norms for B_noise = tr(HΣ)/GᵀHG, H the Hessian of the mean loss on that batch: the chunk gradients
+    are grouped into ``hessian_chunks`` groups (default: one per chunk) of ``m`` chunks each, and
+    ``h_small`` = mean over groups of ``g_grpᵀ H g_grp`` (batch ``m·b_small``), ``h_big`` = ``ḡᵀ H ḡ``
+    over the groups' mean (batch ``hessian_chunks·m·b_small``), from ``hessian_chunks`` Hessian-vector
+    products (``H ḡ`` is the mean of the ``H g_grp``). Because H is independent of the gradients,
+    ``E[g_Bᵀ H g_B] = GᵀHG + c(B) tr(HΣ)`` and the two-batch-size algebra of
+    :func:`feedwise.stats.noise_estimate` applies unchanged."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    k = len(targets) // int(b_small)
+    if k < 2:
+        raise FeedwiseError(f"the probe batch ({len(targets)}) must hold at least two chunks of {b_small}")
+    flats = []
+    for c in range(k):
+        sl = slice(c * b_small, (c + 1) * b_small)
+        grads = torch.autograd.grad(loss_fn(model(inputs[sl]), targets[sl]), params)
+        flats.append(torch.cat([g.reshape(-1) for g in grads]).double())
+    mean = torch.stack(flats).mean(0)
+    out = {"g2_small": float(sum(f @ f for f in flats) / k), "g2_big": float(mean @ mean),
+           "b_small": int(b_small), "b_big": int(b_small) * k}
+    if hessian is not None:
+        kh = k if hessian_chunks is None else int(hessian_chunks)
+        if not 2 <= kh <= k:
+            raise FeedwiseError(f"hessian_chunks must be in [2, {k}] (the chunks of the probe), got {hessian_chunks}")
+        m = k // kh
+        groups = [torch.stack(flats[j * m:(j + 1) * m]).mean(0) for j in range(kh)]
+        hv = hvps(model, loss_fn, hessian[0], hessian[1], groups)
+        gbar = torch.stack(groups).mean(0)
+        out.update(h_small=float(sum(g @ h for g, h in zip(groups, hv)) / kh),
+                   h_big=float(gbar @ torch.stack(hv).mean(0)), hb_small=int(b_small) * m,
+                   hb_big=int(b_small) * m * kh)
+    return out
 
 
 def _sq_norm(tensors) -> float:
@@ -101,6 +151,7 @@ class NoiseScaleMonitor:
     def __init__(self, batch_size: int | None = None, *, num_examples: int | None = None, window: int = 50,
                  out: str | Path | None = None, tensorboard: str | Path | None = None, every: int = 1):
         self.batch_size, self.num_examples, self.window = batch_size, num_examples, int(window)
+        self.block = max(1, min(10, self.window))   # measurements per block of the time-average
         if batch_size is not None and int(batch_size) < 2:
             raise FeedwiseError(f"batch_size must be at least 2, got {batch_size}")
         if self.window < 1:
@@ -137,21 +188,28 @@ class NoiseScaleMonitor:
                 self._tb = SummaryWriter(str(tensorboard))
 
     # ------------------------------------------------------------------ recording
-    def record(self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None) -> dict:
-        """Add one measurement: the squared gradient norms at the small and the big batch size."""
+    def record(self, g2_small: float, g2_big: float, b_small: float, b_big: float, step: int | None = None,
+               hessian: dict | None = None) -> dict:
+        """Add one measurement: the squared gradient norms at the small and the big batch size (and, from
+        :func:`measure_gradients` with a Hessian batch, its H-weighted norms for B_noise)."""
         g2, tr = estimate(g2_small, g2_big, b_small, b_big, self.num_examples)
         row = {"step": self.steps if step is None else step, "b_small": b_small, "b_big": b_big,
                "g2_small": g2_small, "g2_big": g2_big, "g2": g2, "trace": tr,
                "b_simple_point": tr / g2 if g2 > 0 else math.nan}
+        if hessian is not None:
+            ghg, trh = estimate(hessian["h_small"], hessian["h_big"], hessian["hb_small"], hessian["hb_big"],
+                                self.num_examples)
+            row.update(gHg=ghg, trace_HS=trh, b_noise_point=trh / ghg if ghg > 0 else math.nan)
         self.rows.append(row)
         self._sum_g2 += g2
         self._sum_trace += tr
-        row["b_simple"] = self._sum_trace / self._sum_g2 if self._sum_g2 > 0 else math.nan   # = ratio_of_means(all rows)
+        # the running |G|^2-weighted ratio sum(tr)/sum(|G|^2) of every row so far (= ratio_of_means(all rows))
+        row["b_simple_g2_weighted"] = self._sum_trace / self._sum_g2 if self._sum_g2 > 0 else math.nan
         if self._csv is not None:
             self._csv.writerow(row)
             self._file.flush()
         if self._tb is not None:
-            for k in ("b_simple", "b_simple_point", "g2", "trace"):
+            for k in ("b_simple_g2_weighted", "b_simple_point", "g2", "trace"):
                 if math.isfinite(row[k]):
                     self._tb.add_scalar(f"noise_scale/{k}", row[k], row["step"])
         return row
@@ -173,12 +231,21 @@ class NoiseScaleMonitor:
         if self.world < 2:
             raise FeedwiseError("attach() needs at least two ranks; with one process use micro_batch() or probe()")
         self._ddp = ddp_model
-        ddp_model.register_comm_hook(self, _noise_hook)
+        if self.every == 1:
+            ddp_model.register_comm_hook(self, _noise_hook)
+        else:   # measured steps skip DDP's sync; step() all-reduces them (see the module docstring)
+            self._params = [p for p in ddp_model.module.parameters() if p.requires_grad]
+            ddp_model.require_backward_grad_sync = not self._measure
         return self
 
     def step(self, step: int | None = None) -> dict | None:
         """After ``backward()`` (DDP), or after the last micro-batch: record this step's measurement."""
         self.steps += 1
+        if self._ddp is not None and self.every > 1:
+            measured, self._measure = self._measure, self.steps % self.every == 0
+            row = self._sync_step(step) if measured else None
+            self._ddp.require_backward_grad_sync = not self._measure   # for the next step's forward
+            return row
         if self._ddp is not None:
             measured, self._measure = self._measure, self.steps % self.every == 0
             if not measured:
@@ -212,6 +279,35 @@ class NoiseScaleMonitor:
         b_big = float(self.batch_size)
         return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
 
+    def _sync_step(self, step):
+        """A measured step under ``every > 1``: DDP did not sync this backward; each rank's ``.grad`` is
+        its local gradient. All-reduce the gradients (mean over ranks, as DDP) with this rank's local
+        squared norm as one extra element, and write the mean back into ``.grad``."""
+        import torch.distributed as dist
+
+        grads = [p.grad for p in self._params]
+        if all(g is None for g in grads):
+            raise FeedwiseError("no gradient to measure: call step() after backward()")
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)]
+        same = {g.dtype for g in grads}
+        dt = same.pop() if len(same) == 1 and grads[0].dtype in (torch.float32, torch.float64) else torch.float64
+        flat = torch.cat([*(g.reshape(-1).to(dt) for g in grads), _sq_norm_t(grads).to(dt).view(1)])
+        flat.div_(self.world)
+        dist.all_reduce(flat)
+        n = flat.numel() - 1
+        g2_small = float(flat[n])
+        g2_big = float(_sq(flat[:n]))
+        o = 0
+        for p, g in zip(self._params, grads):
+            k = g.numel()
+            if p.grad is None:
+                p.grad = flat[o:o + k].view_as(p).to(p.dtype).clone()
+            else:
+                p.grad.copy_(flat[o:o + k].view_as(g))
+            o += k
+        b_big = float(self.batch_size)
+        return self.record(g2_small, g2_big, b_big / self.world, b_big, step)
+
     # ------------------------------------------------------------------ micro-batches (gradient accumulation)
     def micro_batch(self, model: torch.nn.Module, size: int, loss_scale: float) -> None:
         """Call after each micro-batch's ``backward()``: ``size`` examples, whose mean loss was multiplied
@@ -238,31 +334,38 @@ class NoiseScaleMonitor:
 
     # ------------------------------------------------------------------ a probe (extra compute)
     def probe(self, model: torch.nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, b_small: int,
-              step: int | None = None) -> dict:
+              step: int | None = None, hessian: tuple[torch.Tensor, torch.Tensor] | None = None,
+              hessian_chunks: int | None = None) -> dict:
         """Measure on one big batch ``inputs, targets`` cut into chunks of ``b_small``: costs one forward
-        and backward pass over it; the model's ``.grad`` is left untouched."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        k = len(targets) // int(b_small)
-        if k < 2:
-            raise FeedwiseError(f"the probe batch ({len(targets)}) must hold at least two chunks of {b_small}")
-        total, sq = None, 0.0
-        for c in range(k):
-            sl = slice(c * b_small, (c + 1) * b_small)
-            grads = torch.autograd.grad(loss_fn(model(inputs[sl]), targets[sl]), params)
-            flat = torch.cat([g.reshape(-1) for g in grads]).double()
-            sq += float(flat @ flat)
-            total = flat if total is None else total + flat
-        mean = total / k
-        return self.record(sq / k, float(mean @ mean), b_small, b_small * k, step)
+        and backward pass over it; the model's ``.grad`` is left untouched. With ``hessian = (x_h, y_h)``, a
+        batch drawn independently of the big one, also B_noise = tr(HΣ)/GᵀHG from ``hessian_chunks``
+        Hessian-vector products on it (see :func:`measure_gradients`)."""
+        m = measure_gradients(model, loss_fn, inputs, targets, b_small, hessian=hessian, hessian_chunks=hessian_chunks)
+        return self.record(m["g2_small"], m["g2_big"], m["b_small"], m["b_big"], step,
+                           hessian=m if "h_small" in m else None)
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
+        """The series' summaries: ``b_simple_g2_weighted`` (Σ tr Σ / Σ |G|² over every measurement, which
+        weighs each by its |G|² and so leans on early training: not a mean over the run),
+        ``b_simple_time_average`` (the plain mean over blocks of ``block`` measurements of each block's
+        ratio of means) and ``b_simple_recent`` (ratio of means over the last ``window``)."""
         g2s, trs = [r["g2"] for r in self.rows], [r["trace"] for r in self.rows]
         w = self.window
-        return {"measurements": len(self.rows), "b_simple": ratio_of_means(g2s, trs),
-                "b_simple_recent": ratio_of_means(g2s[-w:], trs[-w:]), "window": w,
-                "rule": "ratio of means: mean(tr Sigma) / mean(|G|^2), over all measurements and over the last "
-                        f"{w}; finite-dataset correction with N = {self.num_examples}",
+        ns = noise_summaries([r["step"] for r in self.rows], g2s, trs, block=self.block)
+        hr = [r for r in self.rows if "gHg" in r]
+        bn = noise_summaries([r["step"] for r in hr], [r["gHg"] for r in hr], [r["trace_HS"] for r in hr],
+                             block=self.block) if hr else None
+        return {"measurements": len(self.rows), "b_simple_g2_weighted": ns["g2_weighted"],
+                "b_simple_time_average": ns["time_average"],
+                **({"b_noise_time_average": bn["time_average"], "b_noise_weighted": bn["g2_weighted"],
+                    "b_noise_recent": ratio_of_means([r["gHg"] for r in hr[-w:]], [r["trace_HS"] for r in hr[-w:]]),
+                    "b_noise_measurements": len(hr)} if bn else {}),
+                "b_simple_recent": ratio_of_means(g2s[-w:], trs[-w:]), "window": w, "block": self.block,
+                "rule": f"g2_weighted: sum(tr Sigma) / sum(|G|^2) over all measurements; time_average: plain mean "
+                        f"over blocks of {self.block} measurements of each block's ratio of means; recent: ratio of "
+                        f"means over the last {w}; finite-dataset correction c(B) = (N-B)/(B(N-1)) with "
+                        f"N = {self.num_examples}",
                 "num_examples": self.num_examples}
 
     def close(self) -> dict:
@@ -279,6 +382,11 @@ class NoiseScaleMonitor:
             self._tb.close()
             self._tb = None
         return s
+
+
+def _sq_norm_t(tensors) -> torch.Tensor:
+    """Sum of squared norms of several tensors as a 0-d float64 tensor (no host sync)."""
+    return torch.stack([_sq(t.reshape(-1)).double() for t in tensors]).sum()
 
 
 def _sq(flat: torch.Tensor) -> torch.Tensor:

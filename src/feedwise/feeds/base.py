@@ -10,7 +10,10 @@ method runs:
   true: ``probs`` are the predicted probabilities of each example's (training) label. The
   engine calls ``observe_losses(indices, losses)`` with the per-example cross-entropy
   (``probs = exp(-losses)``); by default that calls ``observe``, and a feeder may override it
-  to defer the conversion (the Active Bias feeders do, once per flush).
+  to defer the conversion (the Active Bias feeders do, once per flush);
+- ``attach(losses_of)`` once after ``bind``, only when ``wants_model_losses`` is true: a callable
+  ``losses_of(indices) -> per-example losses`` of the current model (no gradient), for a feeder that
+  looks at candidates before choosing (RHO-LOSS, :mod:`feedwise.feeds.rho`).
 
 The plain feeders live here; the Active Bias family in :mod:`feedwise.feeds.emphasis`; the
 registry of names in :mod:`feedwise.feeds`.
@@ -26,6 +29,7 @@ from feedwise.errors import FeedwiseError
 class Feeder:
     name = "base"
     wants_observations = False
+    wants_model_losses = False
 
     def bind(self, num_examples: int, generator: torch.Generator, device: torch.device | str = "cpu") -> "Feeder":
         if num_examples <= 0:
@@ -40,6 +44,9 @@ class Feeder:
         raise NotImplementedError
 
     def observe(self, indices: torch.Tensor, probs: torch.Tensor) -> None:  # pragma: no cover - default no-op
+        pass
+
+    def attach(self, losses_of) -> None:  # pragma: no cover - default no-op
         pass
 
     def observe_losses(self, indices: torch.Tensor, losses: torch.Tensor) -> None:

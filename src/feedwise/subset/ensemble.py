@@ -48,11 +48,27 @@ class EnsembleSpec:
         return every, every * self.checkpoints
 
 
-class CheckpointStreamer:
-    """Engine callback: at every evaluation, score the pool with the current model and add it to the scorer."""
+def predict_logits(trainer, x, chunk: int = 8192):
+    """The current model's logits on ``x`` (N x K, float32), in eval mode: what ``trainer.predict_proba``
+    computes before its softmax (same chunks, so softmax of these is bit-identical to it)."""
+    import torch
 
-    def __init__(self, scorer: EnsembleScorer, pool_x, max_checkpoints: int | None = None):
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + chunk].to(trainer.device)).float() for i in range(0, len(x), chunk)])
+    model.train(was_training)
+    return out
+
+
+class CheckpointStreamer:
+    """Engine callback: at every evaluation, score the pool with the current model and add it to the scorer
+    (and, when given, its logits to a :class:`feedwise.subset.TrainingDynamics`: the same forward pass)."""
+
+    def __init__(self, scorer: EnsembleScorer, pool_x, max_checkpoints: int | None = None, dynamics=None):
         self.scorer, self.pool_x, self.max_checkpoints = scorer, pool_x, max_checkpoints
+        self.dynamics = dynamics
         self.checkpoints = 0
         self.scored_examples = 0
         self.score_s = 0.0
@@ -61,7 +77,14 @@ class CheckpointStreamer:
         if self.max_checkpoints is not None and self.checkpoints >= self.max_checkpoints:
             return None
         t0 = time.perf_counter()
-        probs = trainer.predict_proba(self.pool_x)
+        if self.dynamics is None:
+            probs = trainer.predict_proba(self.pool_x)
+        else:
+            import torch
+
+            logits = predict_logits(trainer, self.pool_x)
+            probs = torch.softmax(logits, 1)
+            self.dynamics.add(logits)
         self.scorer.add(probs)
         self.score_s += time.perf_counter() - t0
         self.checkpoints += 1
@@ -71,17 +94,19 @@ class CheckpointStreamer:
 
 def train_ensemble(spec: EnsembleSpec, scorer: EnsembleScorer, pool_x,
                    run_member: Callable[[int, CheckpointStreamer], None], done: set[int] | None = None,
-                   after_member: Callable[[int, CheckpointStreamer], None] | None = None) -> EnsembleScorer:
+                   after_member: Callable[[int, CheckpointStreamer], None] | None = None,
+                   dynamics: Callable[[int], object] | None = None) -> EnsembleScorer:
     """Train ``spec.models`` members, each streaming ``spec.checkpoints`` checkpoints into ``scorer``.
 
     ``run_member(j, streamer)`` trains member j with ``streamer`` as an engine callback;
     members in ``done`` are skipped (their checkpoints are already in the scorer's state);
-    ``after_member(j, streamer)`` runs after each new member (to save the state, for resume)."""
+    ``after_member(j, streamer)`` runs after each new member (to save the state, for resume);
+    ``dynamics(j)`` gives member j's :class:`feedwise.subset.TrainingDynamics` (or None)."""
     done = done or set()
     for j in range(spec.models):
         if j in done:
             continue
-        streamer = CheckpointStreamer(scorer, pool_x, spec.checkpoints)
+        streamer = CheckpointStreamer(scorer, pool_x, spec.checkpoints, dynamics(j) if dynamics else None)
         before = scorer.num_members
         run_member(j, streamer)
         if scorer.num_members - before != spec.checkpoints:

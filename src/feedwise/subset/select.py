@@ -173,3 +173,77 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a), np.asarray(b)
     u = np.union1d(a, b).size
     return float(np.intersect1d(a, b).size / u) if u else 1.0
+
+
+# --------------------------------------------------------------------------- coverage-centric selection
+SELECTIONS = ("top", "ccs")
+CCS_RULE = ("ccs (coverage-centric selection, Zheng et al. 2023): drop the hardest beta fraction of the pool (the "
+            "highest difficulty scores: likely mislabelled), split the range [min, max] of the remaining scores "
+            "into k strata of equal width, then spend the budget from the smallest stratum up: each takes "
+            "min(its size, floor(budget left / strata left)) examples drawn uniformly at random. When the budget "
+            "exceeds what pruning leaves, only N - size examples are dropped. With balance=class the same rule "
+            "runs within each class for its proportional quota.")
+
+
+def ccs_allocation(strata_sizes, budget: int) -> np.ndarray:
+    """How many examples each stratum gives: smallest first, each min(size, ⌊budget left / strata left⌋)."""
+    sizes = np.asarray(strata_sizes, dtype=np.int64)
+    take = np.zeros_like(sizes)
+    left = int(budget)
+    order = np.lexsort((np.arange(sizes.size), sizes))   # smallest stratum first, ties by index
+    nonempty = [i for i in order if sizes[i] > 0]
+    for j, i in enumerate(nonempty):
+        take[i] = min(int(sizes[i]), left // (len(nonempty) - j))
+        left -= int(take[i])
+    return take
+
+
+def _ccs_indices(scores: np.ndarray, cand: np.ndarray, size: int, strata: int, beta: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    if size <= 0 or cand.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if size >= cand.size:
+        return np.sort(cand).astype(np.int64)
+    s = scores[cand]
+    drop = min(int(round(beta * cand.size)), cand.size - size)
+    order = np.lexsort((cand, -s))                      # hardest first, ties by index
+    kept = np.sort(cand[order[drop:]])
+    ks = scores[kept]
+    lo, hi = float(ks.min()), float(ks.max())
+    if hi > lo:
+        edges = np.linspace(lo, hi, strata + 1)
+        which = np.clip(np.searchsorted(edges, ks, side="right") - 1, 0, strata - 1)
+    else:
+        which = np.zeros(kept.size, dtype=np.int64)
+    groups = [kept[which == b] for b in range(strata)]
+    take = ccs_allocation([g.size for g in groups], size)
+    parts = [rng.choice(g, size=int(t), replace=False) for g, t in zip(groups, take) if t > 0]
+    return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+def select_ccs(scores: np.ndarray, size: int, seed: int = 0, strata: int = 50, beta: float = 0.1,
+               labels: np.ndarray | None = None, balance: str = "none", num_classes: int | None = None) -> Selection:
+    """Coverage-centric selection of ``size`` examples by difficulty ``scores`` (see :data:`CCS_RULE`)."""
+    if balance not in BALANCES:
+        raise FeedwiseError(f"unknown balance '{balance}' (known: {', '.join(BALANCES)})")
+    if int(strata) != strata or strata < 1:
+        raise FeedwiseError(f"CCS needs at least one stratum, got {strata}")
+    if not (0.0 <= beta < 1.0):
+        raise FeedwiseError(f"CCS beta (the hardest share dropped) must be in [0, 1), got {beta}")
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    if not (0 < size <= n):
+        raise FeedwiseError(f"subset size must be in [1, {n}], got {size}")
+    if not np.isfinite(scores).all():
+        raise FeedwiseError("CCS needs a finite score for every example")
+    rng = np.random.default_rng(seed)
+    if balance == "none":
+        return Selection(_ccs_indices(scores, np.arange(n), size, int(strata), beta, rng), 0, 0, seed)
+    if labels is None:
+        raise FeedwiseError("balance='class' needs the pool's labels")
+    labels = np.asarray(labels)
+    quotas = proportional_quotas(labels, size, num_classes)
+    parts = [_ccs_indices(scores, np.flatnonzero(labels == c), int(q), int(strata), beta, rng)
+             for c, q in enumerate(quotas)]
+    return Selection(np.sort(np.concatenate(parts)).astype(np.int64), 0, 0, seed,
+                     {int(c): int(q) for c, q in enumerate(quotas)})

@@ -58,9 +58,16 @@ def register(sub) -> None:
                         "parameters), each with its own hyperparameters, data order and stop; the first to reach "
                         "the target prunes the others at once. Models with batch norm or dropout, lazily read data, "
                         "--jobs and --data-parallel are refused (default 1: one at a time)")
+    p.add_argument("--seeds", type=int, default=0, metavar="N",
+                   help="after the search, train each batch size's best hyperparameters again with N fresh seeds "
+                        "(N >= 3 for a spread; default 0: none) and report their steps-to-result")
     add_data_args(p)
     add_run_args(p)
     p.set_defaults(func=cmd_batch_size)
+
+
+def _n(v) -> str:
+    return "inf" if v is None else f"{v:.4g}"
 
 
 def cmd_batch_size(a) -> int:
@@ -76,18 +83,29 @@ def cmd_batch_size(a) -> int:
     req = BatchSizeRequest(workload=a.workload, batch_sizes=a.batch_sizes, trials=a.trials, optimizer=a.optimizer,
                            target=a.target, budget=budget, seed=a.seed, space=space, data=data_options(a),
                            data_parallel=a.data_parallel)
+    if a.seeds:
+        from feedwise.studies.batch_size.seeds import check_seeds
+        check_seeds(a.seeds, req)
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
                              command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry,
                              order=a.order, trials_together=a.trials_together)
-    print(f"{'batch':>6} {'steps':>7} {'regime':26} {'lr':>9} {'eff_lr':>9} {'s/step':>8} {'ttr_s':>7}  "
-          f"trials by status   (world size {s.get('world_size', 1)})")
+    if a.seeds:
+        from feedwise.studies.batch_size.seeds import rerun_best
+        s = rerun_best(req, a.out, a.seeds, threads=a.threads, device=a.device)
+    boot = s.get("bootstrap") or {}
+    level = f"{100 * boot.get('level', 0.9):.0f}%"
+    print(f"{'batch':>6} {'steps':>7} {level + ' interval':>15} {'regime (interval rule)':38} {'lr':>9} {'eff_lr':>9} "
+          f"{'s/step':>8} {'ttr_s':>7}  trials by status   (world size {s.get('world_size', 1)})")
     for e in s["batch_sizes"]:
         st = e["steps_to_result"]
+        ci = e.get("steps_to_result_interval")
+        ci = f"[{_n(ci[0])}, {_n(ci[1])}]" if ci else "-"
+        reg = e.get("regime_bootstrap") or e["regime"]
         lr = f"{e['best_lr']:.3g}" if e["best_lr"] is not None else "-"
         el = f"{e['best_effective_lr']:.3g}" if e["best_effective_lr"] is not None else "-"
         sps = f"{e['s_per_step']:.4f}" if e.get("s_per_step") is not None else "-"
         ttr = f"{e['time_to_result_s']:.2f}" if e.get("time_to_result_s") is not None else "-"
-        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {e['regime']:26} {lr:>9} {el:>9} "
+        print(f"{e['batch_size']:>6} {st if st is not None else 'null':>7} {ci:>15} {reg:38} {lr:>9} {el:>9} "
               f"{sps:>8} {ttr:>7}  {e['trials_by_status']}")
     pr = s["pruning"]
     if pr["fraction_saved"] is not None:
@@ -98,6 +116,14 @@ def cmd_batch_size(a) -> int:
               f"trial(s) (up to their last evaluation; their points were trained again)")
     k = s["knee"]
     if k.get("b_crit") is not None:
-        print(f"knee (fit S = S_min (1 + B_crit/B)): B_crit = {k['b_crit']:.4g}")
+        ki = k.get("b_crit_interval")
+        print(f"knee (fit S = S_min (1 + B_crit/B)): B_crit = {k['b_crit']:.4g}"
+              + (f", {level} bootstrap interval [{_n(ki[0])}, {_n(ki[1])}]" if ki else ""))
+    if boot:
+        print(f"intervals: bootstrap over each batch size's trials ({boot['resamples']} resamples; a pruned trial is "
+              f"known only to reach at >= its bound, so censored resamples widen them; 'unreached'/'inf' = open end)")
+    for b, d in ((s.get("seeds") or {}).get("by_batch_size") or {}).items():
+        print(f"seeds: B={b}: best hyperparameters with {d['of']} fresh seeds: steps-to-result median {_n(d['median'])}, "
+              f"range [{_n(d['min'])}, {_n(d['max'])}] ({d['reached']} of {d['of']} reached)")
     print(f"results: {a.out}/summary.json")
     return 0

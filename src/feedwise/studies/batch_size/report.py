@@ -138,6 +138,17 @@ def plot_steps(curves: list[tuple[str, dict, list]], path: Path, noise: float | 
         bs = [e["batch_size"] for e in rows]
         st = [e["steps_to_result"] for e in rows]
         ax.plot(bs, st, "-", color=c, zorder=2, label=f"{label}: best over trials")
+        ci = [(e["batch_size"], e["steps_to_result"], e.get("steps_to_result_interval")) for e in rows]
+        ci = [(b, v, iv) for b, v, iv in ci if iv and iv[0] is not None]
+        if ci:   # the bootstrap interval; an open upper end (unreached in >5% of resamples) drawn as an arrow
+            top = max(v for _, v, _ in ci) * 2
+            ax.errorbar([b for b, _, _ in ci], [v for _, v, _ in ci],
+                        yerr=[[max(0.0, v - iv[0]) for _, v, iv in ci],
+                              [max(0.0, (iv[1] if iv[1] is not None else top) - v) for _, v, iv in ci]],
+                        fmt="none", ecolor=c, elinewidth=1, capsize=3, alpha=0.7, zorder=2,
+                        lolims=[iv[1] is None for _, _, iv in ci],
+                        label=f"{label}: {100 * (summary.get('bootstrap') or {}).get('level', 0.9):.0f}% bootstrap "
+                              f"interval")
         for e in rows:
             ax.scatter([e["batch_size"]], [e["steps_to_result"]], s=40, zorder=3, edgecolor=c,
                        color=REGIME_COLORS.get(e.get("regime"), c) if len(curves) == 1 else c)
@@ -281,15 +292,25 @@ def summary_regimes(summary: dict) -> dict:
     return scaling.regimes(curve)
 
 
+def _interval(ci) -> str | None:
+    """``[low, high]`` as text; an open (None) end is unbounded: 'unreached' / 'inf'."""
+    if not ci:
+        return None
+    return f"[{_fmt(ci[0]) if ci[0] is not None else '-'}, {_fmt(ci[1]) if ci[1] is not None else 'inf'}]"
+
+
 def _batch_section(study_dir: Path, assets: Path) -> Section:
     s = _read(study_dir / "summary.json")
     reg = summary_regimes(s)
     s = {**s, "regimes": reg,
          "batch_sizes": [{**e, "regime": reg["by_batch_size"].get(int(e["batch_size"]))} for e in s["batch_sizes"]]}
     tag = study_dir.name
-    header = ["batch size", "steps to result", "examples to result", "regime", "best lr", "momentum",
-              "effective lr", "trials by status", "examples processed"]
-    rows = [[e["batch_size"], e["steps_to_result"], e["examples_to_result"], e["regime"], e["best_lr"],
+    boot = s.get("bootstrap") or {}
+    level = f"{100 * boot.get('level', 0.9):.0f}%"
+    header = ["batch size", "steps to result", f"{level} interval", "examples to result", "regime",
+              "regime (interval rule)", "best lr", "momentum", "effective lr", "trials by status", "examples processed"]
+    rows = [[e["batch_size"], e["steps_to_result"], _interval(e.get("steps_to_result_interval")),
+             e["examples_to_result"], e["regime"], e.get("regime_bootstrap"), e["best_lr"],
              e["best_momentum"], e["best_effective_lr"],
              ", ".join(f"{k} {v}" for k, v in sorted(e["trials_by_status"].items())), e["examples_processed"]]
             for e in s["batch_sizes"]]
@@ -300,9 +321,16 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
         f"Workload **{s['workload']}**, optimizer **{s['optimizer']}**, target validation error < {s['target']}; "
         f"steps to result = the minimum over a batch size's trials of the first evaluation step below the target.",
         f"Regimes ({reg['rule']}): {scaling.regime_sentence(reg)}",
-        f"Knee (fit of S(B) = S_min (1 + B_crit/B)): B_crit = {_fmt(knee.get('b_crit'))}, "
-        f"S_min = {_fmt(knee.get('s_min'))} steps.",
+        f"Knee (fit of S(B) = S_min (1 + B_crit/B)): B_crit = {_fmt(knee.get('b_crit'))}"
+        + (f" ({level} bootstrap interval {_interval(knee['b_crit_interval'])})" if knee.get("b_crit_interval")
+           else "") + f", S_min = {_fmt(knee.get('s_min'))} steps.",
     ]
+    if boot:
+        lines.append(f"Intervals ({level}, {boot.get('resamples')} resamples): {boot.get('rule')}")
+    for b, d in ((s.get("seeds") or {}).get("by_batch_size") or {}).items():
+        lines.append(f"Seeds, B = {b}: the best hyperparameters trained again with {d['of']} fresh seeds reached the "
+                     f"target in {d['reached']} of them, steps to result median {_fmt(d['median'])}, range "
+                     f"[{_fmt(d['min'])}, {_fmt(d['max'])}].")
     if pr.get("fraction_saved") is not None:
         lines.append(f"Compute: {pr['examples_processed']:,} examples processed, against {pr['examples_unpruned']:,} "
                      f"for the unpruned protocol (every trial its full budget): early stopping at the target plus "
@@ -311,8 +339,9 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
         ratio = None
         if knee.get("b_crit") and noise and math.isfinite(knee["b_crit"]):
             ratio = noise / knee["b_crit"]
-        lines.append(f"Gradient noise scale ({ns[0].name}): B_simple = {_fmt(noise)} predicts the critical batch; "
-                     f"measured knee B_crit = {_fmt(knee.get('b_crit'))}" +
+        rule = ns[1].get("prediction_rule") or "the summary's predicted_critical_batch"
+        lines.append(f"Gradient noise scale ({ns[0].name}): B_simple = {_fmt(noise)} ({rule}); measured knee "
+                     f"B_crit = {_fmt(knee.get('b_crit'))}" +
                      (f" (prediction / measured = {ratio:.2f})." if ratio else "."))
     lines += ns_notes
     images = []

@@ -214,3 +214,115 @@ def should_prune(step: int, eval_every: int, best: int | None) -> bool:
     ``step + eval_every`` at the earliest; when that is not below the best steps-to-result
     already found for its batch size, it cannot lower the minimum, so it may stop."""
     return best is not None and step + eval_every >= best
+
+
+# ------------------------------------------------------------------------------ bootstrap over the trial set
+BOOTSTRAP_RULE = (
+    "bootstrap over the trial set: for each batch size independently, resample its finished trials with "
+    "replacement (as many as it has) and take steps-to-result = the minimum over the resample; repeat; the "
+    "interval is the percentile interval of those minima. A trial stopped by exact pruning at step s is only "
+    "known to reach the target at s + eval_every or later (or never): a resample whose pruned bound lies below "
+    "its smallest reached value has a censored minimum, known only to lie in [that bound, the smallest reached "
+    "value] (unreached when nothing in it reached). The interval takes the optimistic end (bounds as values) "
+    "for its lower percentile and the pessimistic end (pruned as never) for its upper one, so it covers both; "
+    "'censored_fraction' says how many resamples were censored. Knee and slopes are computed on each "
+    "resample's optimistic and pessimistic curves and their intervals likewise span both. A regime is labelled "
+    "only where the slope interval of the segment ending at the batch size lies inside one regime's range; "
+    "otherwise the label names the regimes the interval spans.")
+
+
+def trial_outcome(status: str, step: int | None, steps_run: int | None, eval_every: int | None) -> tuple[float, float]:
+    """One finished trial's steps-to-result as an interval (lo, hi) for the bootstrap: a trial that reached
+    the target at ``step`` is (step, step); a pruned one, stopped at ``steps_run`` without reaching it, could
+    reach it at ``steps_run + eval_every`` at the earliest, or never: (steps_run + eval_every, inf); a trial
+    that spent its budget or diverged never reaches it: (inf, inf)."""
+    if step is not None:
+        return float(step), float(step)
+    if status == "pruned":
+        return float(int(steps_run or 0) + int(eval_every or 1)), math.inf
+    return math.inf, math.inf
+
+
+def _slope_class_set(lo: float, hi: float) -> list[str]:
+    """The regimes a slope interval [lo, hi] touches (in the order of REGIMES)."""
+    out = []
+    if lo <= PERFECT_SLOPE:
+        out.append(REGIMES[0])
+    if lo < MAXIMAL_SLOPE and hi > PERFECT_SLOPE:
+        out.append(REGIMES[1])
+    if hi >= MAXIMAL_SLOPE:
+        out.append(REGIMES[2])
+    return out
+
+
+def regime_from_interval(lo: float | None, hi: float | None) -> str:
+    """The regime of a segment whose slope interval is [lo, hi] (None: unbounded), only when the interval
+    lies inside one regime's range; else ``"undetermined (perfect, diminishing, maximal)"`` naming the
+    regimes the interval spans."""
+    lo = -math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    spans = _slope_class_set(lo, hi)
+    if len(spans) == 1:
+        return spans[0]
+    return "undetermined (" + ", ".join(s.split()[0] for s in spans) + ")"
+
+
+def _finite_or_none(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def bootstrap(outcomes: dict[int, list[tuple[float, float]]], resamples: int = 1000, level: float = 0.9,
+              seed: int = 0) -> dict:
+    """Intervals for steps-to-result per batch size, the knee B_crit and the regimes (rule:
+    :data:`BOOTSTRAP_RULE`) from each batch size's trial outcomes (:func:`trial_outcome`).
+
+    Draws: ``rng = numpy.random.default_rng(seed)``; for each batch size in increasing order,
+    ``rng.integers(0, n, size=(resamples, n))`` indexes its n trials. Unbounded ends (unreached, no
+    floor of the knee, an unreached neighbour of a slope) are None."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bs = sorted(int(b) for b in outcomes if outcomes[b])
+    q_lo, q_hi = (1 - level) / 2, 1 - (1 - level) / 2
+    lo_min, hi_min = {}, {}
+    per = {}
+    for b in bs:
+        lo_v = np.array([o[0] for o in outcomes[b]], float)
+        hi_v = np.array([o[1] for o in outcomes[b]], float)
+        idx = rng.integers(0, len(lo_v), size=(resamples, len(lo_v)))
+        lo_min[b], hi_min[b] = lo_v[idx].min(1), hi_v[idx].min(1)
+        censored = lo_min[b] < hi_min[b]
+        per[b] = {"low": _finite_or_none(float(np.quantile(lo_min[b], q_lo, method="lower"))),
+                  "high": _finite_or_none(float(np.quantile(hi_min[b], q_hi, method="higher"))),
+                  "censored_fraction": float(censored.mean()),
+                  "unreached_fraction": float(np.isinf(hi_min[b]).mean()), "trials": len(lo_v)}
+    knees_a, knees_b = [], []
+    for r in range(resamples):
+        for mins, acc in ((lo_min, knees_a), (hi_min, knees_b)):
+            c = {b: (int(mins[b][r]) if math.isfinite(mins[b][r]) else None) for b in bs}
+            k = fit_knee(c)["b_crit"]
+            acc.append(math.nan if k is None else k)
+    ka, kb = np.array(knees_a), np.array(knees_b)
+    k_small, k_big = np.fmin(ka, kb), np.fmax(ka, kb)     # NaN (fewer than two reached) only where both are
+    fitted = ~np.isnan(k_small)
+    knee = {"low": None, "high": None, "unfitted_fraction": float(1 - fitted.mean())}
+    if fitted.any():
+        knee["low"] = _finite_or_none(float(np.quantile(k_small[fitted], q_lo, method="lower")))
+        knee["high"] = _finite_or_none(float(np.quantile(k_big[fitted], q_hi, method="higher")))
+    segments = []
+    for b0, b1 in zip(bs, bs[1:]):
+        lb = math.log(b1 / b0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_low = np.log(lo_min[b1] / hi_min[b0]) / lb     # -inf when b0 is unreached in the resample
+            s_high = np.log(hi_min[b1] / lo_min[b0]) / lb    # +inf when b1 is unreached
+        s_low = np.where(np.isnan(s_low), -np.inf, s_low)
+        s_high = np.where(np.isnan(s_high), np.inf, s_high)
+        lo_s = _finite_or_none(float(np.quantile(s_low, q_lo, method="lower")))
+        hi_s = _finite_or_none(float(np.quantile(s_high, q_hi, method="higher")))
+        segments.append({"from": b0, "to": b1, "slope_low": lo_s, "slope_high": hi_s,
+                         "regime": regime_from_interval(lo_s, hi_s)})
+    labels = {s["to"]: s["regime"] for s in segments}
+    if segments:
+        labels[bs[0]] = segments[0]["regime"]
+    return {"level": level, "resamples": resamples, "seed": seed, "steps_to_result": per, "knee": knee,
+            "segments": segments, "by_batch_size": labels, "rule": BOOTSTRAP_RULE}

@@ -1,7 +1,10 @@
 """The batch-size study's summary, built from its files only (study.json and trials/):
 steps-to-result per batch size (the exact definition in :mod:`feedwise.studies.batch_size.scaling`),
 best hyperparameters, trials by status, the Sobol points evaluated, regimes, knee, pruning
-savings, and wall-clock.
+savings, and wall-clock; 90% bootstrap intervals over the trial set for steps-to-result, the knee
+and the regime labels (:func:`feedwise.studies.batch_size.scaling.bootstrap`, pruned trials as
+censored values), and the fresh-seed re-runs of the best hyperparameters when ``<out>/seeds/`` holds
+them (:mod:`feedwise.studies.batch_size.seeds`).
 
 The compute account is true: a trial interrupted before it finished (Ctrl-C, a killed worker,
 status ``unfinished`` or ``running``) is counted with the examples its measurements show (up to
@@ -16,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import statistics
 from pathlib import Path
 
-from feedwise.results import StudyDir, read_json
+from feedwise.results import StudyDir, TrialDir, read_json
 from feedwise.studies.batch_size import scaling
 
 KIND = "batch-size"
@@ -73,9 +76,13 @@ class BatchSizeEntry:
             self.best_momentum = h.get("momentum", 0.0 if optimizer == "sgd" else None)
             self.best_effective_lr = scaling.effective_lr(h.get("lr"), h.get("momentum"), optimizer)
 
-    def finish(self, regimes: dict, world: int, times: dict) -> dict:
+    def finish(self, regimes: dict, world: int, times: dict, boot: dict | None = None) -> dict:
         """The entry as written to summary.json."""
         d = {k: v for k, v in asdict(self).items() if k not in ("points", "seconds_per_step", "best_order")}
+        ci = ((boot or {}).get("steps_to_result") or {}).get(self.batch_size)
+        d.update(steps_to_result_interval=[ci["low"], ci["high"]] if ci else None,
+                 steps_to_result_censored_fraction=ci["censored_fraction"] if ci else None,
+                 regime_bootstrap=((boot or {}).get("by_batch_size") or {}).get(self.batch_size))
         s, b = self.steps_to_result, self.batch_size
         sps = statistics.median(self.seconds_per_step) if self.seconds_per_step else None
         d.update(points=sorted(self.points), regime=regimes["by_batch_size"].get(b),
@@ -109,6 +116,14 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     curve = {b: per[b].steps_to_result for b in sorted(per)}
     reg = scaling.regimes(curve)
     knee = scaling.fit_knee(curve)
+    outcomes: dict[int, list] = {}
+    for b, _, rec, s in records:
+        if rec.get("status") in FINISHED:
+            outcomes.setdefault(b, []).append(scaling.trial_outcome(
+                rec["status"], s, rec.get("steps_run"), (rec.get("budget") or {}).get("eval_every")))
+    boot = scaling.bootstrap(outcomes, resamples=BOOTSTRAP_RESAMPLES, level=BOOTSTRAP_LEVEL) if outcomes else None
+    if boot is not None:
+        knee = {**knee, "b_crit_interval": [boot["knee"]["low"], boot["knee"]["high"]]}
     savings = scaling.pruning_savings(
         {"status": rec["status"], "examples": int(rec["examples"]),
          "budget_steps": int(rec.get("budget", {}).get("steps") or 0), "batch_size": b}
@@ -124,14 +139,54 @@ def summarize(sd: StudyDir | str | Path) -> dict:
                                    "bound), on both sides: processed and unpruned")
     return {"kind": KIND, "workload": cfg["workload"], "optimizer": optimizer, "target": target,
             "world_size": world,
-            "batch_sizes": [per[b].finish(reg, world, times) for b in sorted(per)],
+            "batch_sizes": [per[b].finish(reg, world, times, boot) for b in sorted(per)],
             "curve": {str(b): s for b, s in curve.items()},
             "regimes": reg, "knee": knee, "pruning": savings,
+            "bootstrap": _jsonable_boot(boot), "seeds": seeds_summary(sd),
             "definition": "steps_to_result(B) = min over trials of B of the first eval step with val_error < target",
             "effective_lr": "lr / (1 - momentum) for momentum and nesterov, lr for sgd and adam",
             "time": "s_per_step = median over a batch size's finished trials of wall_s / steps_run (training time, "
                     "evaluation excluded); time_to_result_s = the best trial's training seconds up to its "
                     "steps-to-result; time_to_result_model_s = steps_to_result * s_per_step"}
+
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.9
+
+
+def _jsonable_boot(boot: dict | None) -> dict | None:
+    if boot is None:
+        return None
+    return {**boot, "steps_to_result": {str(b): v for b, v in boot["steps_to_result"].items()},
+            "by_batch_size": {str(b): v for b, v in boot["by_batch_size"].items()}}
+
+
+def seeds_summary(sd: StudyDir) -> dict | None:
+    """The best hyperparameters of each batch size re-run with other seeds (``<out>/seeds/``, written by
+    :func:`feedwise.studies.batch_size.seeds.rerun_best`): steps-to-result per seed, median and range."""
+    root = Path(sd.root) / "seeds"
+    if not root.is_dir():
+        return None
+    target = read_json(sd.study_path)["config"]["target"]
+    by: dict[int, list] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "trial.json").exists()):
+        rec = read_json(d / "trial.json")
+        if rec.get("status") not in FINISHED:
+            continue
+        s = scaling.first_step_below(TrialDir(d).measurements(), target)
+        by.setdefault(int(rec["hparams"]["batch_size"]), []).append(
+            {"seed": rec.get("seed"), "of_trial": rec.get("of_trial"), "status": rec["status"], "steps_to_result": s})
+    out = {}
+    for b, runs in sorted(by.items()):
+        vals = sorted(r["steps_to_result"] for r in runs if r["steps_to_result"] is not None)
+        out[str(b)] = {"runs": runs, "reached": len(vals), "of": len(runs),
+                       "median": statistics.median(vals) if vals else None,
+                       "min": vals[0] if vals else None, "max": vals[-1] if vals else None}
+    return {"by_batch_size": out,
+            "rule": "each batch size's best trial (its exact configuration) trained again with fresh seeds (new "
+                    "initialisation and data order), without pruning; steps-to-result of each run, their median and "
+                    "range (the search trial's own value, selected as a minimum, is the batch size's "
+                    "steps_to_result and is not among them)"}
 
 
 def _wall_at(rows: list[dict], step: int | None) -> float | None:

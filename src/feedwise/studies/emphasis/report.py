@@ -62,10 +62,10 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         cb = s["comparisons"]["best"].get(m, {})
         rows.append([m, e.get("label"), _f(e["final"]["test_error_mean"]), _f(e["final"]["test_error_std"]),
                      _pct(cf.get("relative_reduction")), _p(cf.get("p")), _p(cf.get("p_holm")),
-                     _p(cf.get("wilcoxon_p")), "" if m == "uniform" else ("yes" if cf.get("significant_holm") else "no"),
+                     _p(cf.get("wilcoxon_p")), "" if not cf else ("yes" if cf.get("significant_holm") else "no"),
                      _f(e["best"]["test_error_mean"]), _f(e["best"]["test_error_std"]),
                      _pct(cb.get("relative_reduction")), _p(cb.get("p_holm")),
-                     "" if m == "uniform" else ("yes" if cb.get("significant_holm") else "no")])
+                     "" if not cb else ("yes" if cb.get("significant_holm") else "no")])
     fig, ax = figure(7.5, 4.0)
     x = np.arange(len(methods))
     for k, (which, label) in enumerate((("final", "final model"), ("best", "best-validation checkpoint"))):
@@ -147,7 +147,76 @@ def build_sections(study_dir: Path, assets: Path) -> list[Section]:
         sections.append(_section("Emphasis: do flipped labels get emphasised, and can the history flag them?",
                                  f"<p>{text}</p>" + table_html(header, diag_rows),
                                  text + "\n\n" + table_md(header, diag_rows), images))
+    sections += rho_sections(s, assets, tag)
     return sections
+
+
+def _compute_curves(s: dict, assets: Path, tag: str) -> str:
+    """Mean validation error against compute spent (forward-pass units; rho starts at its IL models' cost)."""
+    fig, ax = figure(7.0, 4.0)
+    for m, c in s["curves"].items():
+        comp = (s["methods"].get(m) or {}).get("compute") or {}
+        steps = s.get("matched_steps") if m == "uniform-matched" else s.get("steps")
+        if not comp or not steps:
+            continue
+        offset = comp.get("il_units") or 0.0
+        per_step = (comp["units"] - offset) / steps
+        pts = [(offset + st * per_step, v) for st, v in zip(c["step"], c["val_error_mean"]) if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=m, lw=2.2 if m in ("uniform", "rho") else 1.1)
+    ax.set_xlabel("compute (forward-pass units: forward 1, forward + backward 3 per example)")
+    ax.set_ylabel("validation error (mean over seeds)")
+    ax.set_title("validation error against compute")
+    ax.legend(fontsize=7)
+    return save(fig, assets / f"{tag}-compute-curves.png")
+
+
+def rho_sections(s: dict, assets: Path | None = None, tag: str = "emphasis") -> list[Section]:
+    """RHO-LOSS against every other method (paired, Holm over rho's comparisons), and every method's compute."""
+    rho = s.get("rho")
+    if not rho:
+        return []
+    methods = s.get("methods", {})
+    header = ["rho vs", "rho test err", "other test err", "rho's reduction", "p (t)", "p Holm", "survives Holm",
+              "best-ckpt: rho's reduction", "p Holm", "survives Holm"]
+    rows = []
+    for m, c in (rho.get("final") or {}).items():
+        b = (rho.get("best") or {}).get(m, {})
+        rows.append([m, _f(methods["rho"]["final"]["test_error_mean"]), _f(methods[m]["final"]["test_error_mean"]),
+                     _pct(c.get("relative_reduction")), _p(c.get("p")), _p(c.get("p_holm")),
+                     "yes" if c.get("significant_holm") else "no", _pct(b.get("relative_reduction")),
+                     _p(b.get("p_holm")), "yes" if b.get("significant_holm") else "no"])
+    cost_header = ["method", "trained examples", "candidate forwards", "IL trained examples", "IL forwards",
+                   "examples processed", "units (fwd=1, train=3)", "x uniform"]
+    cost_rows = []
+    for m, e in methods.items():
+        c = e.get("compute") or {}
+        if c:
+            cost_rows.append([m, c.get("train_examples"), c.get("forward_examples"), c.get("il_train_examples"),
+                              c.get("il_forward_examples"), c.get("examples_processed"), c.get("units"),
+                              _f(c.get("units_vs_uniform"), 2)])
+    d = methods["rho"].get("diagnostics") or {}
+    opts = s.get("rho_options") or {}
+    text = (f"RHO-LOSS (Mindermann et al. 2022): each step {opts.get('ratio')} of a uniform candidate batch, the "
+            "highest training loss − irreducible loss. IL models: "
+            + ("two, cross-fitted on a holdout split and its rest (every row scored by the model that did not "
+               "train on it; the target trains on every row)" if opts.get("crossfit", True) else
+               "one, trained on the holdout; the target trains on the rest only")
+            + f", holdout {opts.get('holdout')}, {opts.get('il_steps') or 'half the budget'} steps each. "
+            "Compute in forward-pass units: a forward pass of one example is 1, a trained example 3 "
+            "(forward + backward); evaluation passes are not counted for any method."
+            + (f" uniform-matched: uniform for {s.get('matched_steps')} steps, the compute rho spent." if
+               s.get("matched_steps") else ""))
+    if d.get("selected_noisy_share") is not None:
+        text += (f" Flipped labels: {d.get('noisy_fraction', 0) * 100:.1f}% of the rows, "
+                 f"{d['selected_noisy_share'] * 100:.1f}% of rho's trained examples; the IL loss flags them with "
+                 f"AUROC {d.get('auroc_il', float('nan')):.3f}.")
+    images = [_compute_curves(s, assets, tag)] if assets is not None and s.get("curves") else []
+    html = f"<p>{text}</p>" + table_html(header, rows) + table_html(cost_header, cost_rows)
+    md = text + "\n\n" + table_md(header, rows) + "\n\n" + table_md(cost_header, cost_rows)
+    return [_section("RHO-LOSS: against uniform, Active Bias and uniform at its compute", html, md, images,
+                     caveats=["Holm here runs over rho's own comparisons (one family), apart from the "
+                              "methods-vs-uniform family above."])]
 
 
 def conclusion(study_dir: Path) -> str | None:

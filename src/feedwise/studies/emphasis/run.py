@@ -24,26 +24,30 @@ The summary's maths (``paired_tests``, ``holm``, ``summarise``) lives in
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from feedwise.data.sources import Dataset
+from feedwise.feeds.base import Feeder
 from feedwise.feeds.emphasis import EmphasisFeeder
+from feedwise.feeds.rho import RhoFeeder
 from feedwise.emphasis.methods import DEFAULT_BURN_IN, check_burn_in, check_epsilon, get_method
 from feedwise.engine import TrainConfig, Trainer
 from feedwise.errors import FeedwiseError
 from feedwise.progress import progress_bar, say
 from feedwise.seeds import stream
 from feedwise.results import StudyDir, TrialDir
+from feedwise.studies.emphasis.checkpoint import BestCheckpoint  # noqa: F401  (re-exported)
 from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
 from feedwise.stats import auroc, top_share
-from feedwise.studies.emphasis.summary import primary_test_text, summarise
+from feedwise.studies.emphasis.irreducible import RhoOptions, irreducible_losses, matched_steps
+from feedwise.studies.emphasis.summary import MATCHED, primary_test_text, summarise
 from feedwise.studies.train.run import DataOptions
 from feedwise.workloads import get_workload
 
 DEFAULT_METHODS = ["uniform", "scan", "se", "sd", "spv", "stc", "wpv", "wtc", "loss"]
+RHO = "rho"   # RHO-LOSS (Mindermann et al. 2022): not an Active Bias method, opt in with --methods ...,rho
 STD_BINS = np.linspace(0.0, 0.5, 26)
 MEAN_BINS = np.linspace(0.0, 1.0, 26)
 
@@ -58,6 +62,12 @@ class EmphasisRequest:
     burn_in: float = DEFAULT_BURN_IN        # uniform epochs before emphasis
     data: DataOptions = field(default_factory=DataOptions)
     tune: int = 0                           # Optuna trials per method on validation error (0: no tuning)
+    rho: RhoOptions = field(default_factory=RhoOptions)   # RHO-LOSS's ratio, IL holdout and IL budget
+    matched_compute: bool = False           # also train uniform for as many steps as rho's compute buys
+
+    def trial_methods(self) -> list[str]:
+        """The methods, and the matched-compute uniform when asked for: one trial each per seed."""
+        return [*self.methods, *([MATCHED] if self.matched_compute else [])]
 
     def validate(self) -> None:
         get_workload(self.workload)
@@ -66,7 +76,8 @@ class EmphasisRequest:
         if not self.methods:
             raise FeedwiseError("--methods is empty")
         for m in self.methods:
-            get_method(m)
+            if m != RHO:
+                get_method(m)
         if len(set(self.methods)) != len(self.methods):
             raise FeedwiseError(f"--methods lists a method twice: {','.join(self.methods)}")
         if "uniform" not in self.methods:
@@ -78,23 +89,56 @@ class EmphasisRequest:
             raise FeedwiseError(f"--seeds must be at least 1, got {self.seeds}")
         if self.tune < 0:
             raise FeedwiseError(f"--tune must be >= 0 trials, got {self.tune}")
+        if RHO in self.methods:
+            self.rho.validate()
+            if self.tune:
+                raise FeedwiseError("--tune does not tune rho yet: run rho without --tune, or tune a study without it")
+        if self.matched_compute and RHO not in self.methods:
+            raise FeedwiseError("--matched-compute gives uniform the compute rho spent: add rho to --methods")
 
 
 # --------------------------------------------------------------------------- one trial
-class BestCheckpoint:
-    """Engine callback: keep a copy of the model's state_dict at its best validation error."""
+class SelectionTrace:
+    """Engine callback for a selecting feeder (rho): between evaluations, the share of flipped labels
+    among the examples it trained on, and the share of rows it picked at least once so far."""
 
-    def __init__(self):
-        self.best_error = math.inf
-        self.best_step = None
-        self.state = None
+    def __init__(self, data: Dataset):
+        self.noisy = None
+        if len(data.noisy_indices):
+            self.noisy = np.zeros(data.num_train, bool)
+            self.noisy[np.asarray(data.noisy_indices, dtype=np.int64)] = True
+        self.prev = None
+        self.rows: list[dict] = []
 
     def __call__(self, trainer: Trainer, row: dict):
-        if row["val_error"] < self.best_error:
-            self.best_error = row["val_error"]
-            self.best_step = row["step"]
-            self.state = copy.deepcopy(trainer.model.state_dict())
-        return None
+        sel = trainer.feeder.selected.cpu().numpy().astype(np.int64)
+        new = sel if self.prev is None else sel - self.prev
+        self.prev = sel
+        r = {"step": row["step"], "seen_share": float((sel > 0).mean())}
+        if self.noisy is not None and new.sum() > 0:
+            r["noisy_share"] = float(new[self.noisy].sum() / new.sum())
+        self.rows.append(r)
+
+
+def rho_diagnostics(trainer: Trainer, feeder: RhoFeeder, data: Dataset) -> dict:
+    """Which examples RHO-LOSS trained on: the flipped labels' share of its selections (against their
+    share of the data), how well the IL loss and the final model's loss flag them (AUROC)."""
+    probs = trainer.predict_proba(data.x_train)
+    p_label = probs.gather(1, data.y_train.to(probs.device)[:, None]).squeeze(1).cpu().numpy().astype(np.float64)
+    loss = -np.log(np.clip(p_label, 1e-12, None))
+    noisy = np.zeros(data.num_train, bool)
+    noisy[np.asarray(data.noisy_indices, dtype=np.int64)] = True
+    sel = feeder.selected.cpu().numpy().astype(np.float64)
+    il = feeder.il.losses.cpu().numpy().astype(np.float64)
+    d = {"noisy_fraction": float(noisy.mean()), "selected_once_share": float((sel > 0).mean()),
+         "selected_max": int(sel.max()) if len(sel) else 0}
+    if noisy.any():
+        d["selected_noisy_share"] = float(sel[noisy].sum() / max(1.0, sel.sum()))
+        d["auroc_loss"] = auroc(loss, noisy)
+        d["top_share_loss"] = top_share(loss, noisy)
+        fin = np.isfinite(il)
+        d["auroc_il"] = auroc(il[fin], noisy[fin])          # high IL loss flags
+    return d
 
 
 def diagnostics(trainer: Trainer, feeder: EmphasisFeeder, data: Dataset) -> dict:
@@ -160,11 +204,14 @@ def run_one(study: StudyDir, workload, data: Dataset, cfg: TrainConfig, method: 
 
 
 def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method: str, epsilon: float | None,
-              burn_in: float, device, progress=None, record: dict | None = None) -> dict:
-    """Train one (method, seed) run into ``trial`` (the caller holds its claim); returns its record."""
-    feeder = EmphasisFeeder(method, epsilon=epsilon, burn_in=burn_in)
+              burn_in: float, device, progress=None, record: dict | None = None, feeder: Feeder | None = None) -> dict:
+    """Train one (method, seed) run into ``trial`` (the caller holds its claim); returns its record.
+    ``feeder``: the method's feeder when it is not an Active Bias one (rho, the matched-compute uniform)."""
+    feeder = feeder or EmphasisFeeder(method, epsilon=epsilon, burn_in=burn_in)
     best = BestCheckpoint()
-    result, trainer = run_trial(trial, workload, data, cfg, feeder, device=device, callbacks=[best],
+    trace = SelectionTrace(data) if isinstance(feeder, RhoFeeder) else None
+    result, trainer = run_trial(trial, workload, data, cfg, feeder, device=device,
+                                callbacks=[best] + ([trace] if trace else []),
                                 progress=progress, record={"method": method, **(record or {})})
     rec = trial.read()
     rec["best_step"] = best.best_step
@@ -176,8 +223,16 @@ def train_one(trial: TrialDir, workload, data: Dataset, cfg: TrainConfig, method
         trainer.model.load_state_dict(final)
     else:
         rec["best_ckpt_test_error"] = result.test_error
+    if isinstance(feeder, RhoFeeder):
+        rec["compute"] = feeder.cost(result.examples)
+        rec["il"] = feeder.il.info
+    else:
+        rec["compute"] = {"train_examples": int(result.examples), "forward_examples": 0}
     if result.status != "diverged":
-        rec["diagnostics"] = diagnostics(trainer, feeder, trainer.data)
+        rec["diagnostics"] = (rho_diagnostics if isinstance(feeder, RhoFeeder) else diagnostics)(
+            trainer, feeder, trainer.data)
+        if trace is not None and trace.rows:
+            rec["diagnostics"]["selection_trace"] = trace.rows
     trial.write(rec)
     return rec
 
@@ -197,12 +252,17 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
     config = {"workload": req.workload, "train": asdict(replace(req.config, seed=0)), "methods": req.methods,
               "seeds": req.seeds, "epsilon": req.epsilon, "burn_in": req.burn_in, "data": req.data.identity(probe),
               "tune": req.tune}
+    if RHO in req.methods:   # only then: studies without rho keep the identity they had
+        config["rho"] = asdict(req.rho)
+    if req.matched_compute:
+        config["matched_compute"] = True
+        config["matched_steps"] = matched_steps(req.rho, req.config, probe.num_train)
     study.open("emphasis", config, command=command,
                extra={"threads": n_threads, "device": str(dev), "dataset": probe.describe()})
     tuned = {}
     if req.tune:
         tuned = tune_methods(study, req, workload, probe, dev)
-    order = [(seed, method) for seed in range(req.seeds) for method in req.methods]
+    order = [(seed, method) for seed in range(req.seeds) for method in req.trial_methods()]
     datasets = {0: probe}
 
     def data_for(seed):
@@ -217,10 +277,17 @@ def emphasis_study(req: EmphasisRequest, out: str, threads: int | None = None, d
             data = data_for(seed)
             params = tuned.get(method, {})
             cfg = replace(req.config, seed=seed, lr=params.get("lr", req.config.lr))
+            feeder, extra = None, {}
+            if method == RHO:
+                il = irreducible_losses(study, workload, data, cfg, req.rho, seed, dev)
+                feeder, extra = RhoFeeder(il, req.rho.ratio), {"rho": asdict(req.rho)}
+            elif method == MATCHED:   # uniform, for the steps rho's compute buys
+                cfg = replace(cfg, max_steps=matched_steps(req.rho, req.config, data.num_train), max_examples=None)
+                feeder, extra = EmphasisFeeder("uniform"), {"matched_to": RHO}
             train_one(trial, workload, data, cfg, method, params.get("epsilon", req.epsilon),
                       params.get("burn_in", req.burn_in), dev,
                       record={"data": {**asdict(req.data), "noise_seed": data.info.get("noise_seed")},
-                              "tuned": params or None})
+                              "tuned": params or None, **extra}, feeder=feeder)
             bar.advance(task)
             write_summary()
         return Job(trial, lambda: finished_record(trial) is not None, run, f"trial {trial.id}")
@@ -343,9 +410,9 @@ def _drop_unfinished(ostudy) -> None:
 
 
 def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: StudyDir) -> dict:
-    s = summarise(records, req.methods)
+    s = summarise(records, req.trial_methods())
     curves = {}
-    for m in req.methods:
+    for m in req.trial_methods():
         rows_by_seed = [study.trial(f"{m}-s{seed}").measurements() for seed in range(req.seeds)
                         if finished_record(study.trial(f"{m}-s{seed}")) is not None]
         if not rows_by_seed:
@@ -360,5 +427,8 @@ def _summary(req: EmphasisRequest, records: list[dict], tuned: dict, study: Stud
     return {"kind": "emphasis", "workload": req.workload, "label_noise": req.data.label_noise,
             "seeds": req.seeds, "steps": req.config.budget_steps(), "batch_size": req.config.batch_size,
             "lr": req.config.lr, "epsilon": req.epsilon, "burn_in": req.burn_in, "tuned": tuned or None,
+            **({"rho_options": asdict(req.rho)} if RHO in req.methods else {}),
+            **({"matched_steps": next((r["budget"]["steps"] for r in records if r.get("method") == MATCHED), None)}
+               if req.matched_compute else {}),
             "primary_test": primary_test_text(req.seeds),
             **s, "curves": curves}

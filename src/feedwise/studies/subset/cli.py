@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--acquisitions", default="entropy,bald,variation-ratio,margin,random",
                    help="comma list of entropy, bald, variation-ratio, margin, random (ensemble) and, one-shot "
                         "only, history-variance, history-closeness, history-hard (the acquisition models' own "
-                        "Active Bias prediction history)")
+                        "Active Bias prediction history) and el2n, forgetting, aum (training dynamics of the first "
+                        "--dynamics-models acquisition models)")
     p.add_argument("--fractions", default="0.125,0.25,0.5", help="comma list of subset fractions in (0, 1]")
     p.add_argument("--ensemble", default="4x10", help="ExC: E acquisition models x C checkpoints each")
     p.add_argument("--schedule", default="one-shot", choices=["one-shot", "build-up"])
@@ -41,8 +42,19 @@ def register(sub) -> None:
                    help="difficulty-aware selection (Sorscher et al. 2022): keep the highest scores (hardest), the "
                         "lowest (easiest), or auto: easiest when the fraction is below 0.5, hardest otherwise "
                         "(on mnist1d the easiest quarter lost badly: benchmarks/README.md)")
+    p.add_argument("--selections", default="top",
+                   help="comma list: top (the top of the scores, oriented by --keep) and/or ccs (coverage-centric "
+                        "selection, Zheng et al. 2023: drop the hardest --ccs-beta, sample across --ccs-strata "
+                        "strata of the score range; one-shot only)")
+    p.add_argument("--ccs-strata", type=int, default=50, help="CCS: strata of the score range (default 50)")
+    p.add_argument("--ccs-beta", type=float, default=0.1, help="CCS: hardest share of the pool dropped (default 0.1)")
+    p.add_argument("--dynamics-models", type=int, default=1,
+                   help="el2n/forgetting/aum: how many one-shot acquisition models' training runs they read")
+    p.add_argument("--el2n-checkpoints", type=int, default=1,
+                   help="el2n: average over the first this many of a model's C evaluations (early training)")
     p.add_argument("--tolerance", type=float, default=0.01,
-                   help="break-even: allowed mean test-error excess of a subset over full data")
+                   help="within tolerance / break-even: allowed validation-error excess of a subset over full data "
+                        "(decided by a paired non-inferiority test across seeds, Holm-corrected)")
     add_data_args(p)
     add_run_args(p)
     p.set_defaults(func=cmd_subset)
@@ -59,7 +71,8 @@ def request_from_args(a):
         acq_widths=_list(a.acq_widths, int, "width") if a.acq_widths else None,
         target_widths=_list(a.target_widths, int, "width") if a.target_widths else None,
         initial_fraction=a.initial_fraction, selection_seed=a.selection_seed, tolerance=a.tolerance, keep=a.keep,
-        data=data_options(a))
+        selections=_list(a.selections, what="selection"), ccs_strata=a.ccs_strata, ccs_beta=a.ccs_beta,
+        dynamics_models=a.dynamics_models, el2n_checkpoints=a.el2n_checkpoints, data=data_options(a))
 
 
 def cmd_subset(a) -> int:
@@ -75,19 +88,29 @@ def cmd_subset(a) -> int:
 
 
 def print_summary(s: dict) -> None:
-    full = s["full"]["test_error"]
+    full = s["full"]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    yn = lambda v: "-" if v is None else ("yes" if v else "no")  # noqa: E731
     print(f"{s['workload']}  schedule={s['schedule']}  ensemble={s['ensemble']}  seeds={len(s['seeds'])}  "
-          f"full-data test error {fmt(full['mean'])} ± {fmt(full['std'])}")
-    aw = max([len("acquisition")] + [len(r["acquisition"]) for r in s["results"]])
-    print(f"{'acquisition':{aw}} {'frac':>6} {'bal':5} {'budget':6} {'test err':>9} {'± std':>7} {'vs rand':>8} "
-          f"{'gap':>7} {'break-even (trainings)':>22}")
-    for r in s["results"]:
-        vr = r["vs_random"]
-        be = r["break_even"]["seconds"]
-        print(f"{r['acquisition']:{aw}} {r['fraction']:6g} {r['balance']:5} {r['budget']:6} "
-              f"{fmt(r['test_error']['mean']):>9} {fmt(r['test_error']['std']):>7} "
-              f"{('-' if vr is None else format(vr['diff'], '+.4f')):>8} {fmt(r['gap_to_full']):>7} "
-              f"{('never' if be is None else f'{be:.1f}'):>22}")
+          f"full-data val error {fmt(full['val_error']['mean'])}, full-data test error "
+          f"{fmt(full['test_error']['mean'])} ± {fmt(full['test_error']['std'])}")
+    names = [r["acquisition"] + ("" if r["selection"] == "top" else f"/{r['selection']}") for r in s["results"]]
+    aw = max([len("acquisition")] + [len(n) for n in names])
+    print(f"{'acquisition':{aw}} {'frac':>6} {'bal':5} {'budget':6} {'val err':>8} {'vs rand':>8} {'p Holm':>7} "
+          f"{'beats':>5} {'within':>6} {'break-even (work)':>17}")
+    for name, r in zip(names, s["results"]):
+        vr = r["vs_random"] or {}
+        be = r["break_even"]["work"]
+        print(f"{name:{aw}} {r['fraction']:6g} {r['balance']:5} {r['budget']:6} {fmt(r['val_error']['mean']):>8} "
+              f"{('-' if vr.get('mean_diff') is None else format(vr['mean_diff'], '+.4f')):>8} "
+              f"{('-' if vr.get('p_holm') is None else format(vr['p_holm'], '.3f')):>7} {yn(r['beats_random']):>5} "
+              f"{yn(r['within_tolerance']):>6} {('never' if be is None else f'{be:.1f}'):>17}")
+    print(f"chosen on validation (test error reported; verdicts paired over seeds, Holm-corrected, alpha "
+          f"{s['alpha']}):")
+    for c in s["chosen"]:
+        rt = (c["random_test_error"] or {}).get("mean")
+        print(f"  fraction {c['fraction']:g}, {c['budget']} budget: {c['subset']} test {fmt(c['test_error']['mean'])}"
+              f" vs random {fmt(rt)} vs full {fmt(c['full_test_error']['mean'])}; beats random: "
+              f"{yn(c['beats_random'])}, within tolerance: {yn(c['within_tolerance'])}")
     for w in s.get("warnings", []):
         print(f"warning: {w}")

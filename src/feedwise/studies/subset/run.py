@@ -29,14 +29,28 @@ history that each one-shot acquisition model records while it trains on the whol
 own training passes, no extra forward pass), averaged over the E models. The models draw
 exactly the batches they would draw without it, so the ensemble acquisitions are unchanged.
 
+Training-dynamics acquisitions (one-shot only): ``el2n`` (Paul et al. 2021), ``forgetting``
+(Toneva et al. 2019) and ``aum`` (Pleiss et al. 2020) read the first ``dynamics_models`` one-shot
+models' evaluations of the whole pool at their C checkpoints (the forward pass the ensemble
+scorer makes anyway; :class:`feedwise.subset.TrainingDynamics`). Their search cost counts those
+models' training and scoring only. When no ensemble or history acquisition is asked, only those
+models are trained.
+
+Selections: ``top`` keeps the top of the difficulty scores (``keep`` orients them); ``ccs``
+(coverage-centric selection, Zheng et al. 2023; one-shot only) drops the hardest ``ccs_beta`` of
+the pool and samples the budget across ``ccs_strata`` strata of the score range
+(:data:`feedwise.subset.select.CCS_RULE`). Both apply to every non-random acquisition.
+
 Budget rules for the target model: ``steps`` trains every subset for the full-data step
 budget; ``epochs`` trains for the same number of epochs as full-data training
 (``ceil(steps · size / N)`` steps).
 
 Cost account: examples are training examples (steps × batch) plus, for acquisition,
-pool examples scored (one forward pass each, counted separately); seconds are the engine's
+pool examples scored (one forward pass each, counted separately); work weighs them by FLOPs
+(forward 1, backward 2: a training example is 3, a scored example 1); seconds are the engine's
 training ``wall_s`` plus the pool-scoring time (validation evaluations are excluded, as
-untimed evaluation). Break-even (see :data:`BREAK_EVEN_RULE`).
+untimed evaluation). Verdicts and choices on validation error (:data:`VERDICT_RULE`),
+break-even (:data:`BREAK_EVEN_RULE`).
 """
 
 from __future__ import annotations
@@ -61,24 +75,30 @@ from feedwise.scores import fill_value, get_score
 from feedwise.files import mkdir, read_json, read_npy, read_npz, write_json, write_npy, write_npz
 from feedwise.results import StudyDir, TrialDir
 from feedwise.studies.common import Job, pick_device, run_claimed, run_trial, set_threads
-from feedwise.studies.subset.summary import (BREAK_EVEN_RULE, break_even, fraction_tag,  # noqa: F401  (re-exported)
-                                             subset_name, summarize)
+from feedwise.studies.subset.summary import (BREAK_EVEN_RULE, VERDICT_RULE, break_even,  # noqa: F401  (re-exported)
+                                             fraction_tag, subset_name, summarize)
 from feedwise.studies.train.run import DataOptions
+from feedwise.subset.dynamics import DYNAMICS_SCORES, TrainingDynamics
 from feedwise.subset.ensemble import EnsembleSpec, train_ensemble
 from feedwise.subset.scorer import ACQUISITIONS, EnsembleScorer
-from feedwise.subset.select import (BALANCES, KEEPS, difficulty_scores, resolve_keep, check_fraction, class_composition, select_random, select_top,
-                                    subset_size)
+from feedwise.subset.select import (BALANCES, KEEPS, SELECTIONS, check_fraction, class_composition, difficulty_scores,
+                                    resolve_keep, select_ccs, select_random, select_top, subset_size)
 from feedwise.workloads import Workload, get_workload
 
 SCHEDULES = ("one-shot", "build-up")
 BUDGETS = ("steps", "epochs")
 # acquisition name -> score of the Active Bias history (feedwise.scores)
 HISTORY_ACQUISITIONS = {"history-variance": "variance", "history-closeness": "closeness", "history-hard": "hard"}
+# scores of one training run's dynamics (feedwise.scores.dynamics), read from the first
+# `dynamics_models` one-shot acquisition models' evaluations of the pool
+DYNAMICS_ACQUISITIONS = DYNAMICS_SCORES
+ONE_SHOT_ONLY = (*HISTORY_ACQUISITIONS, *DYNAMICS_ACQUISITIONS)
 
 
 def check_acquisition(name: str) -> str:
-    if name not in ACQUISITIONS and name not in HISTORY_ACQUISITIONS:
-        raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join([*ACQUISITIONS, *HISTORY_ACQUISITIONS])})")
+    known = [*ACQUISITIONS, *HISTORY_ACQUISITIONS, *DYNAMICS_ACQUISITIONS]
+    if name not in known:
+        raise FeedwiseError(f"unknown acquisition '{name}' (known: {', '.join(known)})")
     return name
 
 
@@ -102,7 +122,18 @@ class SubsetRequest:
     selection_seed: int = 0              # random subsets and tie-breaks
     tolerance: float = 0.01              # break-even: allowed test-error excess over full data (absolute)
     keep: str = "hardest"                # hardest | easiest | auto (Sorscher et al. 2022; see subset.select)
+    selections: list[str] = field(default_factory=lambda: ["top"])   # top | ccs (Zheng et al. 2023)
+    ccs_strata: int = 50                 # CCS: strata of the score range
+    ccs_beta: float = 0.1                # CCS: hardest share of the pool dropped
+    dynamics_models: int = 1             # el2n/forgetting/aum: one-shot models whose runs they read
+    el2n_checkpoints: int = 1            # el2n: the first evaluations it averages ("early in training")
     data: DataOptions = field(default_factory=DataOptions)
+
+    def one_shot_models(self) -> int:
+        """Models the one-shot search trains: the ensemble's E when an ensemble or history acquisition asks
+        for it, otherwise only those the training-dynamics scores read."""
+        wants_ensemble = any(a != "random" and a not in DYNAMICS_ACQUISITIONS for a in self.acquisitions)
+        return EnsembleSpec.parse(self.ensemble).models if wants_ensemble else self.dynamics_models
 
     def validate(self) -> None:
         get_workload(self.workload)
@@ -112,10 +143,32 @@ class SubsetRequest:
             check_acquisition(a)
         if len(set(self.acquisitions)) != len(self.acquisitions):
             raise FeedwiseError("acquisitions are listed twice")
-        hist = [a for a in self.acquisitions if a in HISTORY_ACQUISITIONS]
+        hist = [a for a in self.acquisitions if a in ONE_SHOT_ONLY]
         if hist and self.schedule != "one-shot":
             raise FeedwiseError(f"{', '.join(hist)} need the one-shot schedule: a build-up round scores examples "
-                                "its models never trained on, so they have no prediction history")
+                                "its models never trained on, so they have no prediction history or training "
+                                "dynamics")
+        if not self.selections or any(s not in SELECTIONS for s in self.selections):
+            raise FeedwiseError(f"unknown selection in {','.join(self.selections) or 'nothing'} "
+                                f"(known: {', '.join(SELECTIONS)})")
+        if len(set(self.selections)) != len(self.selections):
+            raise FeedwiseError("selections are listed twice")
+        if "ccs" in self.selections and self.schedule != "one-shot":
+            raise FeedwiseError("--selections ccs needs the one-shot schedule")
+        if int(self.ccs_strata) != self.ccs_strata or self.ccs_strata < 1:
+            raise FeedwiseError(f"--ccs-strata must be a positive integer, got {self.ccs_strata}")
+        if not (0.0 <= self.ccs_beta < 1.0):
+            raise FeedwiseError(f"--ccs-beta (the hardest share dropped) must be in [0, 1), got {self.ccs_beta}")
+        spec = EnsembleSpec.parse(self.ensemble)
+        if self.dynamics_models < 1 or self.el2n_checkpoints < 1:
+            raise FeedwiseError("--dynamics-models and --el2n-checkpoints must be at least 1")
+        if any(a in DYNAMICS_ACQUISITIONS for a in self.acquisitions):
+            if self.one_shot_models() < self.dynamics_models:
+                raise FeedwiseError(f"--dynamics-models {self.dynamics_models} exceeds the ensemble's {spec.models} "
+                                    "models (the training-dynamics scores read the first ones)")
+            if self.el2n_checkpoints > spec.checkpoints:
+                raise FeedwiseError(f"--el2n-checkpoints {self.el2n_checkpoints} exceeds the {spec.checkpoints} "
+                                    "evaluations per model (--ensemble ExC)")
         if not self.fractions:
             raise FeedwiseError("give at least one fraction")
         self.fractions = sorted({check_fraction(f) for f in self.fractions})
@@ -202,7 +255,11 @@ class SubsetStudy:
                 "acq_steps": self.acq_steps, "acq_widths": r.acq_widths, "target_widths": r.target_widths,
                 "initial_fraction": r.initial_fraction, "selection_seed": r.selection_seed,
                 "tolerance": r.tolerance, "data": r.data.identity(self.data),
-                **({} if r.keep == "hardest" else {"keep": r.keep})}   # absent = hardest: older studies resume
+                **({} if r.keep == "hardest" else {"keep": r.keep}),   # absent = hardest: older studies resume
+                **({} if r.selections == ["top"] else {"selections": r.selections}),
+                **({"ccs_strata": r.ccs_strata, "ccs_beta": r.ccs_beta} if "ccs" in r.selections else {}),
+                **({"dynamics_models": r.dynamics_models, "el2n_checkpoints": r.el2n_checkpoints}
+                   if any(a in DYNAMICS_ACQUISITIONS for a in r.acquisitions) else {})}
 
     # ------------------------------------------------------------------ plumbing
     def _model_fn(self, data: Dataset, widths):
@@ -228,22 +285,37 @@ class SubsetStudy:
 
     # ------------------------------------------------------------------ acquisition
     def _ensemble(self, ens_id: str, train_idx: np.ndarray, pool_idx: np.ndarray, member_prefix: str,
-                  round_name: str | int, bar, history: tuple[str, ...] = ()) -> tuple[EnsembleScorer, dict[str, np.ndarray]]:
-        """Train (or resume) the ensemble ``ens_id`` on ``train_idx``, scoring ``pool_idx``; returns the scorer
-        and, for each history acquisition in ``history``, its score of every pool example averaged over the
-        models (the pool must then be the training set: each model's own prediction history scores it)."""
-        if history and not (np.array_equal(train_idx, pool_idx) and len(pool_idx) == self.n):
-            raise FeedwiseError("history acquisitions score the examples the models train on: one-shot only")
+                  round_name: str | int, bar, history: tuple[str, ...] = (), dynamics: tuple[str, ...] = (),
+                  models: int | None = None) -> tuple[EnsembleScorer, dict[str, np.ndarray]]:
+        """Train (or resume) the ensemble ``ens_id`` (``models`` models, default E) on ``train_idx``, scoring
+        ``pool_idx``; returns the scorer and, for each history acquisition in ``history``, its score of every
+        pool example averaged over the models, and for each training-dynamics acquisition in ``dynamics``, its
+        score averaged over the first ``dynamics_models`` models (the pool must then be the training set: each
+        model's own prediction history or evaluations of its training examples score it)."""
+        if (history or dynamics) and not (np.array_equal(train_idx, pool_idx) and len(pool_idx) == self.n):
+            raise FeedwiseError("history and training-dynamics acquisitions score the examples the models train "
+                                "on: one-shot only")
+        spec = self.spec if models is None else EnsembleSpec(models, self.spec.checkpoints)
         state_path = self.root / "scores" / f"{ens_id}.npz"
         scorer = EnsembleScorer(len(pool_idx), self.data.num_classes)
-        hsum = {a: np.zeros(len(pool_idx)) for a in history}
+        per_model = (*history, *dynamics)
+        hsum = {a: np.zeros(len(pool_idx)) for a in per_model}
         done: set[int] = set()
         if state_path.exists():
             z = read_npz(state_path)
-            if "pool" in z and np.array_equal(z["pool"], pool_idx) and all(f"history_{a}" in z for a in history):
+            if "pool" in z and np.array_equal(z["pool"], pool_idx) and all(f"history_{a}" in z for a in per_model):
                 scorer.load_state_dict(z)
                 done = set(int(j) for j in z["members"])
-                hsum = {a: np.array(z[f"history_{a}"]) for a in history}
+                hsum = {a: np.array(z[f"history_{a}"]) for a in per_model}
+        ndyn = self.req.dynamics_models
+        labels = self.labels[pool_idx]
+        tracks: dict[int, TrainingDynamics] = {}
+
+        def dynamics_of(j: int):
+            if not dynamics or j >= ndyn:
+                return None
+            tracks[j] = TrainingDynamics(labels, self.req.el2n_checkpoints)
+            return tracks[j]
         data = subset_data(self.data, train_idx) if len(train_idx) < self.n else self.data
         pool_x = take_rows(self.data.x_train, pool_idx)
         every, steps = self.spec.member_schedule(self.acq_steps)
@@ -258,6 +330,10 @@ class SubsetStudy:
             for a in history:
                 sc = get_score(HISTORY_ACQUISITIONS[a])(feeder.history).cpu()
                 hsum[a] += torch.nan_to_num(sc, nan=fill_value(sc)).numpy()
+            if j in tracks:
+                track = tracks.pop(j)
+                for a in dynamics:
+                    hsum[a] += track.score(a)
             rec = trial.read()
             rec.update({"checkpoints": streamer.checkpoints, "scored_examples": streamer.scored_examples,
                         "score_s": round(streamer.score_s, 6), "pool_size": int(len(pool_idx))})
@@ -268,8 +344,8 @@ class SubsetStudy:
             write_npz(state_path, pool=pool_idx, members=np.array(sorted(done), dtype=np.int64),
                       **scorer.state_dict(), **{f"history_{a}": v for a, v in hsum.items()})
 
-        train_ensemble(self.spec, scorer, pool_x, run_member, done=done, after_member=save)
-        return scorer, {a: v / self.spec.models for a, v in hsum.items()}
+        train_ensemble(spec, scorer, pool_x, run_member, done=done, after_member=save, dynamics=dynamics_of)
+        return scorer, {a: v / (ndyn if a in dynamics else spec.models) for a, v in hsum.items()}
 
     def _save_subset(self, name: str, idx: np.ndarray, meta: dict) -> None:
         idx = np.asarray(idx, dtype=np.int64)
@@ -312,21 +388,30 @@ class SubsetStudy:
         if not acqs:
             return
         if r.schedule == "one-shot":
-            todo = [(a, f, b) for a in acqs for f in r.fractions for b in r.balances
-                    if not self._have_subset(subset_name(a, f, b))]
+            todo = [(a, s, f, b) for a in acqs for s in r.selections for f in r.fractions for b in r.balances
+                    if not self._have_subset(subset_name(a, f, b, s))]
             if not todo:
                 return
             all_idx = np.arange(n)
             history = tuple(a for a in acqs if a in HISTORY_ACQUISITIONS)
-            scorer, hist = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", "oneshot", bar, history=history)
-            for a, f, b in todo:
-                scores = difficulty_scores(hist[a] if a in hist else scorer.scores(a), r.keep, f)
-                sel = select_top(scores, subset_size(f, n), seed=seed, labels=self.labels, balance=b,
-                                 num_classes=self.data.num_classes)
-                self._save_subset(subset_name(a, f, b), sel.indices,
-                                  {"acquisition": a, "fraction": f, "balance": b, "seed": seed,
-                                   "keep": resolve_keep(r.keep, f), "tie_filled": sel.tie_filled, "tied_at_cutoff": sel.tied_at_cutoff,
-                                   "ensemble": ["oneshot"]})
+            dynamics = tuple(a for a in acqs if a in DYNAMICS_ACQUISITIONS)
+            scorer, hist = self._ensemble("oneshot", all_idx, all_idx, "acq-oneshot", "oneshot", bar, history=history,
+                                          dynamics=dynamics, models=r.one_shot_models())
+            for a, s, f, b in todo:
+                raw = hist[a] if a in hist else scorer.scores(a)
+                meta = {"acquisition": a, "selection": s, "fraction": f, "balance": b, "seed": seed,
+                        "ensemble": ["oneshot"],
+                        **({"members": list(range(r.dynamics_models))} if a in DYNAMICS_ACQUISITIONS else {})}
+                if s == "ccs":
+                    sel = select_ccs(raw, subset_size(f, n), seed=seed, strata=r.ccs_strata, beta=r.ccs_beta,
+                                     labels=self.labels, balance=b, num_classes=self.data.num_classes)
+                    meta.update(strata=r.ccs_strata, beta=r.ccs_beta, tie_filled=0, tied_at_cutoff=0)
+                else:
+                    sel = select_top(difficulty_scores(raw, r.keep, f), subset_size(f, n), seed=seed,
+                                     labels=self.labels, balance=b, num_classes=self.data.num_classes)
+                    meta.update(keep=resolve_keep(r.keep, f), tie_filled=sel.tie_filled,
+                                tied_at_cutoff=sel.tied_at_cutoff)
+                self._save_subset(subset_name(a, f, b, s), sel.indices, meta)
             return
         # build-up
         f0 = r.initial_fraction or r.fractions[0] / 2
@@ -368,13 +453,15 @@ class SubsetStudy:
         r = self.req
         jobs = [("target-full", np.arange(self.n), self.target_steps, {"subset": None, "budget": "full"})]
         for a in r.acquisitions:
-            for f in r.fractions:
-                for b in r.balances:
-                    name = subset_name(a, f, b)
-                    for rule in r.budgets:
-                        jobs.append((f"target-{a}-{fraction_tag(f)}-{b}-{rule}", name,
-                                     None, {"subset": name, "acquisition": a, "fraction": f, "balance": b,
-                                            "budget": rule}))
+            for s in (["top"] if a == "random" else r.selections):
+                for f in r.fractions:
+                    for b in r.balances:
+                        name = subset_name(a, f, b, s)
+                        tag = a if s == "top" else f"{a}-{s}"
+                        for rule in r.budgets:
+                            jobs.append((f"target-{tag}-{fraction_tag(f)}-{b}-{rule}", name,
+                                         None, {"subset": name, "acquisition": a, "fraction": f, "balance": b,
+                                                "budget": rule, **({} if s == "top" else {"selection": s})}))
         todo = []
         for seed in range(r.seeds):
             for prefix, what, steps, rec in jobs:
