@@ -74,6 +74,7 @@ def main() -> int:
         t = time.perf_counter()
         run_alone(5)
         per = (time.perf_counter() - t) / 5
+        run_together(5)   # both sides take the same steps
         n = max(5, int(a.seconds / max(per, 1e-6)))
         ratios, tps_alone, tps_together = [], [], []
         for _ in range(a.rounds):
@@ -86,13 +87,22 @@ def main() -> int:
             tps_alone.append(a.k * n / ta)
             tps_together.append(a.k * n / tt)
             ratios.append(ta / tt)
-        row = {"batch_size": bs, "k": a.k, "steps_per_chunk": n, "trial_steps_per_s_alone": stats(tps_alone),
+        # the same seeds, data orders and steps on both sides: the parameters agree bit for bit when the
+        # batched step computes exactly what each trial alone does (observed on this CPU, not promised)
+        same = all(torch.equal(p, q) for tr, m in zip(alone, group.members)
+                   for p, q in zip(tr.model.parameters(), m.trainer.model.parameters()))
+        gap = max(float((p - q).abs().max()) for tr, m in zip(alone, group.members)
+                  for p, q in zip(tr.model.parameters(), m.trainer.model.parameters()))
+        row = {"batch_size": bs, "k": a.k, "steps_per_chunk": n, "steps_per_trial": alone[0].step,
+               "parameters_bit_identical": same, "parameters_max_abs_difference": gap,
+               "trial_steps_per_s_alone": stats(tps_alone),
                "trial_steps_per_s_together": stats(tps_together), "speedup_together": stats(ratios)}
         rows.append(row)
         print(f"batch {bs:5d}: one at a time {row['trial_steps_per_s_alone']['median']:8.1f} trial-steps/s, "
               f"together {row['trial_steps_per_s_together']['median']:8.1f}, speedup "
               f"{row['speedup_together']['median']:.2f}x [{row['speedup_together']['min']:.2f}, "
-              f"{row['speedup_together']['max']:.2f}]", flush=True)
+              f"{row['speedup_together']['max']:.2f}], parameters identical after {alone[0].step} steps: {same}",
+              flush=True)
     name = "trials_together" + ("" if dev.type == "cpu" else f"_{dev.type}")
     out = write_json(RESULTS / f"{name}.json", {
         "benchmark": name, "command": "python benchmarks/trials_together.py " + " ".join(sys.argv[1:]),
