@@ -7,6 +7,8 @@ validation examples, every status and step count that does not depend on the las
 divergence within the first chunk of steps, a pruning bound that a trial far from the target
 meets, the step budget), and steps-to-result within one evaluation period."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -140,3 +142,51 @@ def test_a_trial_reaching_the_target_prunes_the_others_at_that_very_evaluation(t
                          best=best).run()
     assert res[1].status == "reached" and res[0].status == "pruned"
     assert res[0].steps_run == res[1].steps_to_result == best.best
+
+
+USER_WORKLOAD = '''
+import numpy as np
+from torch import nn
+from feedwise.workloads import Workload
+
+
+def blobs(split_seed=0):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 2.5, (4, 12))
+    y = rng.integers(0, 4, 1400)
+    x = (centers[y] + rng.normal(0, 1, (1400, 12))).astype(np.float32)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+def normed(input_shape, num_classes):
+    return nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, num_classes))
+
+
+def plain(input_shape, num_classes):
+    return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+
+def smoothed(logits, labels):
+    return nn.functional.cross_entropy(logits, labels, reduction="none", label_smoothing=0.05)
+
+
+NORMED = Workload("normed", dataset=blobs, model=normed, target=0.3, max_steps=60, eval_every=20, batch_size=32,
+                  lr=0.05, val_size=0.2)
+SMOOTH = Workload("smooth", dataset=blobs, model=plain, target=0.3, max_steps=60, eval_every=20, batch_size=32,
+                  lr=0.05, val_size=0.2, loss=smoothed)
+'''
+
+
+def test_user_workloads_through_the_cli(tmp_path, capsys):
+    from feedwise.cli import main
+
+    path = tmp_path / "mine.py"
+    path.write_text(USER_WORKLOAD)
+    args = ["batch-size", "--batch-sizes", "32", "--trials", "2", "--trials-together", "2", "--ref-batch", "0"]
+    assert main([*args, "--workload", f"{path}:NORMED", "--out", str(tmp_path / "bn")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "batch norm" in err and "\n" not in err and not (tmp_path / "bn" / "study.json").exists()
+    # a model of one's own with a loss of one's own trains together
+    assert main([*args, "--workload", f"{path}:SMOOTH", "--out", str(tmp_path / "ok")]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "ok" / "trials").glob("*/trial.json")]
+    assert len(recs) == 2 and all(r["trials_together"] == 2 for r in recs)
