@@ -101,13 +101,14 @@ def main() -> int:
     ap.add_argument("--together", type=int, default=0, help="K of the together variant (default: --trials)")
     ap.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     ap.add_argument("--variants", default="reference,given,best-first,together")
+    ap.add_argument("--name", default=None, help="result name (default sweep_cost_<optimizer>)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     k = a.together or a.trials
     req = BatchSizeRequest(workload="mnist1d-mlp", batch_sizes=[int(b) for b in a.batch_sizes.split(",")],
                            trials=a.trials, optimizer=a.optimizer, budget=BUDGET, seed=0, space=SPACES[a.optimizer])
     req, space, target, _ = req.resolved()
-    name = f"sweep_cost_{a.optimizer}"
+    name = a.name or f"sweep_cost_{a.optimizer}"
     runs = ROOT / "runs" / "bench" / name
     res: dict = {"benchmark": name, "command": "python benchmarks/sweep_cost.py " + " ".join(sys.argv[1:]),
                  "protocol": {"workload": "mnist1d-mlp", "optimizer": a.optimizer, "batch_sizes": req.batch_sizes,
