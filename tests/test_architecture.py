@@ -157,7 +157,7 @@ ROLES = {
     "feedwise.emphasis": "Active Bias for any loop: prediction history, methods, sampler",
     "feedwise.subset": "ensemble acquisition: streaming scorer, checkpoint ensembles, selection",
     "feedwise.feeds": "feeders (which examples, what weights) and their registry",
-    "feedwise.parallel": "strategies of the engine's loop: sync DDP, local SGD, Hogwild; launching; alpha-beta model",
+    "feedwise.parallel": "strategies of the engine's loop: sync DDP, local SGD, Hogwild, trials trained together; launching; alpha-beta model",
     "feedwise.report": "the page (page.py) and the blocks every study's report part uses",
     "feedwise.studies": "the STUDIES registry and shared plumbing; below, one home per study",
 }

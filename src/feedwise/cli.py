@@ -162,6 +162,19 @@ def _trap_sigint(flag: list, defer: list):
         if not defer[0]:
             raise KeyboardInterrupt
 
+    default_hook = sys.unraisablehook
+
+    def quiet_interrupt(unraisable):
+        # a Ctrl-C landing in a garbage-collector callback (e.g. SQLAlchemy's) cannot propagate from
+        # there and Python would print its traceback: deliver it again, to the code that runs next
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and flag:
+            import _thread
+
+            _thread.interrupt_main(signal.SIGINT)
+            return
+        default_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupt
     try:
         return signal.signal(signal.SIGINT, on_sigint)
     except ValueError:

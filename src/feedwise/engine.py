@@ -197,6 +197,7 @@ class Trainer:
         self._grad_cache: torch.Tensor | None = None
         # inputs read lazily from a map-style Dataset: loader workers fetch the feeder's batches ahead
         self._lazy = isinstance(self._x, LazyInputs)
+        self.steps_to_result: int | None = None   # of the running loop, as of its last evaluation
         self._batches: FeederBatches | None = None
         self._fetch = None
         if self.feeder.wants_model_losses:
@@ -346,6 +347,26 @@ class Trainer:
         callback (all of them, in order), then the stop rules apply: the target (with
         ``stop_at_target``), else the first status a callback returned. With several ranks, rank 0
         evaluates and decides; the others wait for its decision."""
+        loop = self.loop(callbacks, on_row, progress, check_every)
+        try:
+            n = next(loop)
+            while True:
+                t0 = time.perf_counter()
+                self.train_steps(n)
+                n = loop.send(time.perf_counter() - t0)
+        except StopIteration as stop:
+            return stop.value
+
+    def loop(self, callbacks: Iterable[Callback] = (), on_row: Callable[[dict], None] | None = None,
+             progress: Callable[[int, int], None] | None = None, check_every: int = 100,
+             pause_after_eval: bool = False):
+        """The run as a generator: it yields the number of steps to take next and is sent back the
+        seconds they took once someone took them (:meth:`run`: :meth:`train_steps`; trials trained
+        together, :mod:`feedwise.parallel.together`: one batched step of several trials); it returns
+        the :class:`TrainResult`. Evaluation, divergence, callbacks and stop rules all happen here.
+        With ``pause_after_eval`` it also yields 0 after each evaluation, before the callbacks
+        (``self.steps_to_result`` is then up to date): trials trained together learn every trial's
+        result of that step before any of them decides to stop."""
         cfg, budget, strat = self.cfg, self.budget, self.strategy
         main = strat.is_main
         if strat.world > 1:
@@ -356,13 +377,13 @@ class Trainer:
         while self.step < budget and status is None:
             to_eval = cfg.eval_every - self.step % cfg.eval_every
             n = min(to_eval, check_every, budget - self.step)
+            trained_s = yield n
             t0 = time.perf_counter()
-            self.train_steps(n)
             at_eval = self.step % cfg.eval_every == 0 or self.step >= budget
             if at_eval:
                 strat.before_eval(self.step, self.model)
             self._sync()
-            self.wall_s += time.perf_counter() - t0
+            self.wall_s += float(trained_s or 0.0) + time.perf_counter() - t0
             if progress is not None:
                 progress(self.step, budget)
             loss_total = strat.all_sum(self._loss_sum.detach().clone()) if strat.world > 1 else self._loss_sum
@@ -389,6 +410,9 @@ class Trainer:
                 reached_now = cfg.target is not None and steps_to_result is None and val_err < cfg.target
                 if reached_now:
                     steps_to_result, time_to_result = self.step, self.wall_s
+                self.steps_to_result = steps_to_result
+                if pause_after_eval:   # 0 steps: the driver may look at every run's evaluation before callbacks
+                    yield 0
                 for cb in callbacks:   # every row reaches every callback, then the stop rule applies
                     s = cb(self, row)
                     if s and decision is None:
@@ -458,23 +482,38 @@ def record_run(trial: TrialDir, trainer: Trainer, workload: str, record: dict | 
     ``measurements.csv`` row by row as the evaluations come. With several ranks every rank trains
     and rank 0 writes. The record holds the run's hyperparameters and budget, ``record``, the result,
     the strategy's description and its untimed ``post_train`` measurements, and ``finish(result)``."""
+    base = record_start(trial, trainer, workload, record)
+    try:
+        result = trainer.run(callbacks=callbacks, on_row=trial.add_row if trainer.strategy.is_main else None,
+                             progress=progress)
+    except BaseException:
+        if trainer.strategy.is_main:
+            trial.abort()   # stays ``running``: trained again from step 0 on resume
+        raise
+    return record_end(trial, trainer, base, result, finish)
+
+
+def record_start(trial: TrialDir, trainer: Trainer, workload: str, record: dict | None = None) -> dict:
+    """The first half of :func:`record_run`: ``trial.json`` with status ``running`` (rank 0);
+    returns the record's base fields for :func:`record_end`."""
     cfg, strat = trainer.cfg, trainer.strategy
     base = {
         "id": trial.id, "workload": workload, "hparams": cfg.hparams(), "seed": cfg.seed,
         "budget": {"steps": cfg.budget_steps(), "examples": cfg.max_examples, "eval_every": cfg.eval_every},
         "target": cfg.target, "feed": trainer.feeder.state(), "config": asdict(cfg), **(record or {}),
     }
-    main = strat.is_main
-    if main:
+    if strat.is_main:
         trial.start(base, columns=[*MEASUREMENT_COLUMNS, *strat.extra_columns])
-    try:
-        result = trainer.run(callbacks=callbacks, on_row=trial.add_row if main else None, progress=progress)
-    except BaseException:
-        if main:
-            trial.abort()   # stays ``running``: trained again from step 0 on resume
-        raise
+    return base
+
+
+def record_end(trial: TrialDir, trainer: Trainer, base: dict, result: TrainResult,
+               finish: Callable[[TrainResult], dict] | None = None) -> TrainResult:
+    """The second half of :func:`record_run`: the strategy's untimed ``post_train`` (every rank),
+    then the finished ``trial.json`` (rank 0)."""
+    strat = trainer.strategy
     extra = strat.post_train(trainer)
-    if main:
+    if strat.is_main:
         trial.finish({**base, **result.summary(), "threads": torch.get_num_threads(), "device": str(trainer.device),
                       **strat.describe(), **extra, **(finish(result) if finish else {})})
     return result

@@ -47,6 +47,17 @@ def register(sub) -> None:
     p.add_argument("--data-parallel", type=int, default=1, metavar="N",
                    help="train every trial with synchronous DDP on N local processes (torch.distributed, gloo on "
                         "CPU) and report time-to-result per batch size; N is part of the study (default 1)")
+    p.add_argument("--order", default="best-first", choices=["best-first", "given"],
+                   help="order of the trials (the same points either way, so the same steps-to-result): best-first "
+                        "starts at the reference batch size and moves outward, each batch size's points nearest to "
+                        "the best hyperparameters known for it first (a neighbour's, lr moved by a rule fitted on "
+                        "the finished batch sizes), so exact pruning gets a good bound early; given = ascending "
+                        "batch sizes, points 0..N-1 (default best-first)")
+    p.add_argument("--trials-together", type=int, default=1, metavar="K",
+                   help="train K points of a batch size at once as one batched model (torch.func.vmap over stacked "
+                        "parameters), each with its own hyperparameters, data order and stop; the first to reach "
+                        "the target prunes the others at once. Models with batch norm or dropout, lazily read data, "
+                        "--jobs and --data-parallel are refused (default 1: one at a time)")
     p.add_argument("--seeds", type=int, default=0, metavar="N",
                    help="after the search, train each batch size's best hyperparameters again with N fresh seeds "
                         "(N >= 3 for a spread; default 0: none) and report their steps-to-result")
@@ -76,7 +87,8 @@ def cmd_batch_size(a) -> int:
         from feedwise.studies.batch_size.seeds import check_seeds
         check_seeds(a.seeds, req)
     s = run_batch_size_study(req, a.out, storage=a.storage, threads=a.threads, device=a.device,
-                             command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry)
+                             command=sys.argv, heartbeat=a.heartbeat, jobs=a.jobs, storage_retry=a.storage_retry,
+                             order=a.order, trials_together=a.trials_together)
     if a.seeds:
         from feedwise.studies.batch_size.seeds import rerun_best
         s = rerun_best(req, a.out, a.seeds, threads=a.threads, device=a.device)

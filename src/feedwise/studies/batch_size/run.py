@@ -42,6 +42,25 @@ round(eval_every * ref_batch / B))`` steps: a fixed number of examples between e
 every batch size is measured at about the same relative resolution of its steps-to-result
 (large batches, which need few steps, are evaluated more often in steps, small ones less).
 
+**Order** (``order``, ``--order``): ``best-first`` (the default) starts at the batch size nearest
+the reference one and moves outward; each batch size trains its points nearest to the best
+hyperparameters known for it first (its own best trial, else its nearest finished neighbour's best
+with the learning rate moved by a rule fitted on the finished batch sizes' best learning rates),
+so exact pruning gets a good bound early (:mod:`feedwise.studies.batch_size.order`). ``given``
+trains ascending batch sizes, points in order. The same points either way: the same
+steps-to-result, fewer examples best-first. The order is not part of the study's identity: a
+study may be resumed with the other one.
+
+**Trials trained together** (``trials_together = K``, ``--trials-together K``): K points of a batch
+size are trained at once as one batched model (:mod:`feedwise.parallel.together`: stacked
+parameters, ``torch.func.vmap``), each an Optuna trial with its own heartbeat, folder, seed, data
+order and stop; one that reaches the target bounds the others at their next evaluation (the
+batch's best is read without waiting for the storage). Every trial's ``wall_s`` is the wall-clock
+of its batch. Refused (one line, before anything is written) for models with batch norm or
+dropout, models ``vmap`` cannot run, lazily read data, ``--jobs`` and ``--data-parallel``. Like
+the order it is not part of the study's identity (on a CPU it trains the same parameters as one
+trial alone; on other kernels float rounding may differ).
+
 **Concurrent trials** (``jobs``): up to ``jobs`` points of a batch size run at once in threads
 of one process. Exact pruning then bites as soon as *any* trial reaches the target: the others
 stop at their next evaluation at or past that step. The steps-to-result of each batch size
@@ -85,22 +104,24 @@ import os
 import socket
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from feedwise.engine import TrainConfig
+from feedwise.engine import TrainConfig, Trainer
 from feedwise.seeds import stream
 from feedwise.errors import FeedwiseError
 from feedwise.feeds.base import UniformFeeder
 from feedwise.progress import progress_bar
 from feedwise.results import StudyDir
+from feedwise.studies.batch_size import order as _order
 from feedwise.studies.batch_size import scaling
 from feedwise.studies.batch_size.storage import (DEFAULT_RETRY_S, check_driver, normalize_url, open_storage,
                                                  redact, redact_command)
 from feedwise.studies.batch_size.summary import FINISHED, KIND, summarize  # noqa: F401  (re-exported)
 from feedwise.studies.batch_size.trials import (ExactPruner, FolderClash, SkipTrial,  # noqa: F401
-                                                enqueue_points, fingerprint, is_duplicate, mark_stale, open_study,
-                                                points_state, skip, study_name, trial_id)
+                                                best_params, enqueue_points, fingerprint, is_duplicate, mark_stale, open_study,
+                                                point_params, points_state, skip, study_name, trial_id)
 from feedwise.studies.common import pick_device, run_trial, set_threads
 from feedwise.studies.batch_size.search_space import (LOG_PARAMS, PARAMS, distributions, load_space_file,  # noqa: F401
                                            resolve_space, sampler as _sampler, sobol_point, suggest)
@@ -215,14 +236,27 @@ def check_run_options(jobs, heartbeat, storage_retry, world: int) -> None:
 
 def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | None = None,
                          threads: int | None = None, device: str = "auto", command: list[str] | None = None,
-                         heartbeat: int = 10, jobs: int = 1, storage_retry: float = DEFAULT_RETRY_S) -> dict:
+                         heartbeat: int = 10, jobs: int = 1, storage_retry: float = DEFAULT_RETRY_S,
+                         order: str = "best-first", trials_together: int = 1) -> dict:
     """Run (or resume) the study into ``out``; returns the summary (also written to summary.json).
 
     ``jobs`` points of a batch size run at once in this process (threads); ``storage_retry``
-    seconds of storage outage are survived (then one clear error)."""
+    seconds of storage outage are survived (then one clear error). ``order``: ``best-first``
+    (batch sizes outward from the reference one, each batch size's points nearest to the best
+    hyperparameters known for it first, see :mod:`feedwise.studies.batch_size.order`) or
+    ``given`` (ascending batch sizes, points 0..N-1); the same points either way, so the same
+    steps-to-result. ``trials_together``: K > 1 trains K points of a batch size at once as one
+    batched model (:mod:`feedwise.parallel.together`); a model or data that cannot be batched is
+    refused before anything is written."""
     req, space, target, budget = req.resolved()
     world = int(req.data_parallel)
     check_run_options(jobs, heartbeat, storage_retry, world)
+    together = _int_at_least("--trials-together", trials_together, 1)
+    if together > 1 and (world > 1 or jobs > 1):
+        raise FeedwiseError("--trials-together cannot be combined with --data-parallel or --jobs (its trials "
+                            "already share one batched step)")
+    if order not in _order.ORDERS:
+        raise FeedwiseError(f"--order must be one of {', '.join(_order.ORDERS)}, got {order!r}")
     url = normalize_url(storage) if storage else None
     if url:
         check_driver(url)
@@ -234,6 +268,10 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     for b in req.batch_sizes:
         if b > data.num_train:
             raise FeedwiseError(f"batch size {b} is larger than the training set ({data.num_train} examples)")
+    if together > 1:
+        from feedwise.parallel.together import check_batchable
+
+        check_batchable(workload.model_fn(data)(), data.x_train, data.y_train, workload.loss)
     config = study_config(req, space, target, budget, data)
     fp = fingerprint(config)
     given = url
@@ -243,7 +281,8 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
         sd.open(KIND, config, command=redact_command(command),
                 extra={"threads": n_threads, "device": str(dev), "dataset": data.describe(),
                        "storage": redact(url), "fingerprint": fp, "world_size": world,
-                       "threads_per_worker": n_threads if world > 1 else None})
+                       "threads_per_worker": n_threads if world > 1 else None, "order": order,
+                       "trials_together": together})
 
     if sd.study_path.exists() or not given:   # a resume is checked first; the default storage lives in --out
         open_out()
@@ -255,8 +294,20 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
     model_fn = workload.model_fn(data)
     studies = {b: open_study(store, url, b, fp, config, sd, space, _sampler(req.seed + b, space))
                for b in batch_sizes}
+    if order == "best-first":
+        batch_sizes = _order.batch_size_order(batch_sizes, budget.ref_batch or workload.batch_size)
 
-    def objective(trial, b, study, bar, inner):
+    def next_points(b: int, missing: list[int]) -> list[int]:
+        if order == "given":
+            return missing
+        best = {bb: p for bb in batch_sizes if (p := best_params(studies[bb])) is not None}
+        return _order.rank_points(missing, lambda p: point_params(space, p, req.seed + b), space,
+                                  _order.anchor(b, best))
+
+    data_on_dev = data.to(dev) if together > 1 and data.x_train.device != dev else data   # one copy for the batch
+
+    def prepare(trial, b, study):
+        """(config, trial folder, record) of a popped trial; SkipTrial when it must not train."""
         point = trial.user_attrs.get("point")
         if not isinstance(point, int) or point >= req.trials:
             skip(trial, "no point of this run")
@@ -275,6 +326,13 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                   "optuna": {"study": study.study_name, "number": trial.number, "trial_id": trial._trial_id},
                   "study_fingerprint": fp, "data": asdict(req.data),
                   "worker": {"host": socket.gethostname(), "pid": os.getpid()}, "jobs": jobs}
+        if together > 1:
+            record["trials_together"] = together
+        return cfg, td, record
+
+    def objective(trial, b, study, bar, inner):
+        cfg, td, record = prepare(trial, b, study)
+        tid, point = td.id, record["point"]
         if world > 1:
             result = _run_parallel_trial(td, req, cfg, record, world, n_threads, dev, data, url,
                                          study.study_name, storage_retry)
@@ -306,8 +364,14 @@ def run_batch_size_study(req: BatchSizeRequest, out: str | Path, storage: str | 
                     bar.update(inners[b], completed=len(done & set(range(req.trials))))
                     if not missing:
                         break
-                    k = min(jobs, len(missing))
-                    enqueue_points(study, missing[:k], space, req.seed + b)
+                    k = min(max(jobs, together), len(missing))
+                    enqueue_points(study, next_points(b, missing)[:k], space, req.seed + b)
+                    if together > 1:
+                        _run_together(study, sd, k, lambda t, b=b, study=study: prepare(t, b, study),
+                                      lambda cfg: Trainer(data_on_dev, model_fn, cfg, feeder=UniformFeeder(), device=dev,
+                                                          loss_fn=workload.loss),
+                                      workload.name, bar, inners[b])
+                        continue
                     _optimize(study, sd, lambda t, b=b, study=study: objective(t, b, study, bar, inners[b]), k)
                 if not running:
                     complete.add(b)
@@ -335,6 +399,75 @@ def _optimize(study, sd: StudyDir, objective, k: int) -> None:
     except BaseException:
         mark_stale(study, sd)  # also turns this process's FAIL trial folder into ``unfinished``
         raise
+
+
+def _run_together(study, sd: StudyDir, k: int, prepare, make_trainer, workload: str, bar, inner) -> None:
+    """Pop ``k`` enqueued points and train them together (:class:`TrialsTogether`). Each trial is an
+    Optuna trial with its own heartbeat and folder; it is told to the storage the moment it leaves
+    the batch, and its steps-to-result bounds the others at that very evaluation (exact pruning)."""
+    import optuna
+    from optuna.storages._heartbeat import get_heartbeat_thread
+    from optuna.trial import TrialState
+
+    from feedwise.engine import record_end, record_start
+    from feedwise.parallel.together import Member, TrialsTogether
+
+    local = _GroupBest()
+    members, live = [], {}
+
+    def leave(trial, td, trainer, base, beat, task, result):
+        record_end(td, trainer, base, result)
+        bar.remove_task(task)
+        try:
+            study.tell(trial, _objective_value(trial, result, bar, inner))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        beat.__exit__(None, None, None)
+        live.pop(trial.number, None)
+
+    try:
+        for _ in range(k):
+            with warnings.catch_warnings():   # the heartbeat is run here, as Study.optimize would
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+                trial = study.ask()
+            try:
+                cfg, td, record = prepare(trial)
+            except SkipTrial:
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            beat = get_heartbeat_thread(trial._trial_id, study._storage)
+            beat.__enter__()
+            trainer = make_trainer(cfg)
+            live[trial.number] = (trial, td, beat)
+            base = record_start(td, trainer, workload, record)
+            task = bar.add_task(f"  trial {td.id} (point {record['point']}, together)", total=cfg.budget_steps())
+            members.append(Member(
+                trainer, [ExactPruner(study, cfg.eval_every, local=local)], td.add_row,
+                lambda s, t, task=task: bar.update(task, completed=s),
+                lambda result, a=(trial, td, trainer, base, beat, task): leave(*a, result)))
+        if members:
+            TrialsTogether(members, best=local).run()
+    except BaseException:
+        for trial, td, beat in list(live.values()):   # interrupted: trained again from step 0 on resume
+            if td.exists() and td.read().get("status") == "running":
+                td.abort()
+            try:
+                study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 - the storage may be what failed
+                pass
+            beat.__exit__(None, None, None)
+        mark_stale(study, sd)
+        raise
+
+
+class _GroupBest:
+    """The best steps-to-result among the trials of one batch trained together (read by their pruners)."""
+
+    def __init__(self):
+        self.best = None
+
+    def add(self, steps: int) -> None:
+        self.best = steps if self.best is None else min(self.best, steps)
 
 
 def _objective_value(trial, result, bar, inner) -> float:

@@ -332,6 +332,18 @@ def best_steps(study) -> int | None:
     return int(min(vals)) if vals else None
 
 
+def best_params(study) -> dict | None:
+    """Tuned parameters of this batch size's best COMPLETE trial (ties: the smaller point), or None."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    t = min(done, key=lambda t: (t.value, point_of(t) if point_of(t) is not None else math.inf))
+    return dict(t.params)
+
+
 class ExactPruner:
     """Exact pruning, one engine callback for every trial: ``pruned`` once the trial cannot beat the
     best steps-to-result of its batch size in the storage (all workers' finished trials; read at
@@ -340,10 +352,11 @@ class ExactPruner:
     (rank 0 of a data-parallel trial)."""
 
     def __init__(self, study=None, eval_every: int = 1, refresh_s: float = 0.5, *, url: str | None = None,
-                 study_name: str | None = None, retry_s: float = 60.0):
+                 study_name: str | None = None, retry_s: float = 60.0, local=None):
         if study is None and (url is None or study_name is None):
             raise ValueError("ExactPruner needs a study, or a storage url and a study name")
         self.study, self.eval_every, self.refresh_s = study, eval_every, refresh_s
+        self.local = local   # anything with ``.best``: trials of this batch size known here before the storage
         self.url, self.study_name, self.retry_s = url, study_name, retry_s
         self.best, self._t = None, -math.inf
 
@@ -351,7 +364,7 @@ class ExactPruner:
         if self.url is None:
             raise TypeError("an ExactPruner made from a study object cannot travel to another process; "
                             "make it from the storage url and study name")
-        return {**self.__dict__, "study": None, "best": None, "_t": -math.inf}
+        return {**self.__dict__, "study": None, "best": None, "_t": -math.inf, "local": None}
 
     def __call__(self, trainer, row) -> str | None:
         now = time.monotonic()
@@ -363,4 +376,8 @@ class ExactPruner:
                 self.study = optuna.load_study(study_name=self.study_name,
                                                storage=open_storage(self.url, retry_s=self.retry_s))
             self.best, self._t = best_steps(self.study), now
-        return "pruned" if scaling.should_prune(trainer.step, self.eval_every, self.best) else None
+        best = self.best
+        lb = getattr(self.local, "best", None)
+        if lb is not None:
+            best = lb if best is None else min(best, lb)
+        return "pruned" if scaling.should_prune(trainer.step, self.eval_every, best) else None
