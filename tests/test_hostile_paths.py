@@ -404,3 +404,18 @@ def test_report_of_an_unbounded_amdahl_limit(tmp_path):
     assert proj["amdahl_max_speedup"] is None
     section = _projection_section(proj, [], "x", tmp_path)
     assert "could speed up without bound" in section.markdown
+
+
+def test_main_gives_a_library_caller_its_signal_handler_and_unraisable_hook_back(capsys):
+    from feedwise.cli import main
+
+    def mine(unraisable):
+        pass
+
+    before_hook, before_handler = sys.unraisablehook, signal.getsignal(signal.SIGINT)
+    sys.unraisablehook = mine
+    try:
+        assert main(["workloads"]) == 0
+        assert sys.unraisablehook is mine and signal.getsignal(signal.SIGINT) is before_handler
+    finally:
+        sys.unraisablehook = before_hook

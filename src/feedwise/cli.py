@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     input or the environment, 3 for an internal error (traceback saved to a log file), 130 for Ctrl-C,
     even when Ctrl-C arrives while the libraries are still being imported."""
     args, started, interrupted, previous = None, False, [], None
+    unraisable_hook = sys.unraisablehook
     defer = [True]   # while torch & co. are imported, Ctrl-C is only noted (see _trap_sigint)
     try:
         previous = _trap_sigint(interrupted, defer)
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             import signal
 
             signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = unraisable_hook   # a library caller gets its own hook back
 
 
 def _trap_sigint(flag: list, defer: list):
