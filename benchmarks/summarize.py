@@ -77,7 +77,7 @@ def rows() -> list[tuple[str, str, str, str]]:
 
     def frac(v):
         return "; ".join(f"{100 * sc[o][v]['fraction_of_unpruned']:.1f}%" for o in ("sgd", "momentum"))
-    out.append(("sweep examples ÷ unpruned protocol, 5 batch sizes × 8 trials (SGD; momentum): given order; "
+    out.append(("sweep examples ÷ unpruned protocol, 5 batch sizes × 8 trials (SGD; momentum): given order "
                 "→ best-first → best-first + 8 trials together (lowest any exact order reaches)",
                 f"{frac('given')} → {frac('best-first')} → {frac('together')} (floor "
                 + "; ".join(f"{100 * sc[o]['reference']['floor_fraction_of_unpruned']:.1f}%" for o in ("sgd", "momentum"))
