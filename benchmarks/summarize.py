@@ -73,16 +73,16 @@ def rows() -> list[tuple[str, str, str, str]]:
     cf = {o: nk["by_optimizer"][o]["compute_fraction_of_sweep"]["max"] for o in ("sgd", "momentum")}
     out.append(("noise-scale run compute ÷ sweep compute (SGD; momentum)",
                 f"{100 * cf['sgd']:.1f}%; {100 * cf['momentum']:.1f}%", "≤ 2%", "noise_scale_knees.json"))
-    sc = {o: load(f"sweep_cost_{o}_8trials.json")["variants"] for o in ("sgd", "momentum")}
+    sc = {o: load(f"sweep_cost_{o}_20trials.json")["variants"] for o in ("sgd", "momentum")}
 
     def frac(v):
         return "; ".join(f"{100 * sc[o][v]['fraction_of_unpruned']:.1f}%" for o in ("sgd", "momentum"))
-    out.append(("sweep examples ÷ unpruned protocol, 5 batch sizes × 8 trials (SGD; momentum): given order "
-                "→ best-first → best-first + 8 trials together (lowest any exact order reaches)",
+    out.append(("sweep examples ÷ unpruned protocol, 5 batch sizes × 20 trials (SGD; momentum): given order "
+                "→ best-first → best-first + 20 trials together (lowest any exact order reaches)",
                 f"{frac('given')} → {frac('best-first')} → {frac('together')} (floor "
                 + "; ".join(f"{100 * sc[o]['reference']['floor_fraction_of_unpruned']:.1f}%" for o in ("sgd", "momentum"))
                 + ")",
-                "≤ 10%", "sweep_cost_{sgd,momentum}_8trials.json"))
+                "≤ 10%", "sweep_cost_{sgd,momentum}_20trials.json"))
     tt = load("trials_together.json")["rows"]
     out.append(("8 trials trained together ÷ one at a time, trial-steps per second, B = "
                 + "/".join(str(r["batch_size"]) for r in tt),
