@@ -212,7 +212,7 @@ def test_interrupted_study_resumes_to_the_uninterrupted_answer(tmp_path, data_ca
     if sig == signal.SIGINT:   # Ctrl-C: one line, the trial failed and its folder is unfinished at once
         assert proc.returncode == 130 and "Traceback" not in err.decode(), err.decode()[-2000:]
         assert json.loads((killed_dir / "trial.json").read_text())["status"] == "unfinished"
-    else:                      # SIGKILL: found stale by the next run, after 3 heartbeats of silence
+    else:                      # SIGKILL: the next run sees the dead worker's pid is gone (this host) and fails its trial
         assert proc.returncode == -signal.SIGKILL
         assert json.loads((killed_dir / "trial.json").read_text())["status"] == "running"
         time.sleep(3.5)

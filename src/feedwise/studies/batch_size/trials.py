@@ -29,8 +29,11 @@ number and point (:func:`check_folders`), or the run is refused in one line.
 
 **Stale trials.** :func:`mark_stale` fails trials whose heartbeat stopped (Optuna), trials
 popped by a worker that died before its first heartbeat (RUNNING, never started, for
-``ORPHAN_S``), and turns their ``running`` folders into ``unfinished`` with the examples their
-measurements show (counted in the summary's compute account).
+``ORPHAN_S``), trials whose folder names a worker process on this host that no longer exists
+(a SIGKILLed worker: failed at once instead of after its heartbeat's grace period, so a resumed
+single-worker sweep re-runs the point where the uninterrupted one ran it, whatever the timing),
+and turns their ``running`` folders into ``unfinished`` with the examples their measurements show
+(counted in the summary's compute account).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import fcntl
 import hashlib
 import json
 import math
+import os
+import socket
 import threading
 import time
 import warnings
@@ -303,6 +308,15 @@ def mark_stale(study, out: StudyDir) -> list[str]:
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 pass
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tid = t.user_attrs.get("trial_dir")
+        if tid and out.trial(tid).exists():
+            worker = (out.trial(tid).read().get("worker") or {})
+            if worker.get("host") == socket.gethostname() and _gone(worker.get("pid")):
+                try:
+                    study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                except UpdateFinishedTrialError:
+                    pass
     marked = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         tid = t.user_attrs.get("trial_dir")
@@ -320,6 +334,24 @@ def mark_stale(study, out: StudyDir) -> list[str]:
                                            "bound of its compute)"})
                 marked.append(tid)
     return marked
+
+
+def _gone(pid) -> bool:
+    """Whether process ``pid`` of this host has ended (a zombie counts as ended); False when unknown
+    or when it is this process (a live process, or a reused pid, leaves the heartbeat to decide)."""
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:          # exists but not ours to signal: alive
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 # ------------------------------------------------------------------------------- exact pruning
