@@ -12,6 +12,7 @@ import numpy as np
 
 from feedwise.emphasis.methods import METHODS
 from feedwise.emphasis.rho import work_units
+from feedwise.stats import holm as stats_holm
 
 # methods of the study beside the Active Bias family: RHO-LOSS, and uniform trained for as many steps as
 # RHO-LOSS's compute buys (a baseline of the matched-compute comparison, kept out of the vs-uniform family)
@@ -62,15 +63,14 @@ def paired_tests(base: list[float], other: list[float]) -> dict:
 
 
 def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
-    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); None stays None."""
-    items = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda t: t[0])
-    m = len(items)
-    adjusted: dict[str, float | None] = {k: None for k in pvalues}
-    running = 0.0
-    for i, (p, k) in enumerate(items):
-        running = max(running, min(1.0, (m - i) * p))
-        adjusted[k] = running
-    return adjusted
+    """Holm–Bonferroni adjusted p-values by name (:func:`feedwise.stats.holm`); None stays None."""
+    names = list(pvalues)
+    return dict(zip(names, stats_holm([pvalues[k] for k in names])))
+
+
+def _significance(t: dict) -> str:
+    return ("significant after Holm" if t["significant_holm"] else
+            "significant before but not after Holm" if t["significant"] else "not significant")
 
 
 def _ms(values: list[float]) -> tuple[float | None, float | None]:
@@ -206,8 +206,7 @@ def statement(summary: dict, methods: list[str]) -> list[str]:
                 lines.append(f"{m} ({name}): not enough paired seeds to compare with uniform.")
                 continue
             verdict = "reduces" if rr > 0 else "increases" if rr < 0 else "does not change"
-            sig = ("significant after Holm" if t["significant_holm"] else
-                   "significant before but not after Holm" if t["significant"] else "not significant")
+            sig = _significance(t)
             lines.append(f"{m} ({name}): {verdict} test error vs uniform by {abs(rr) * 100:.1f}% relative "
                          f"(paired t-test p={t['p']:.3g}, Holm p={t['p_holm']:.3g}, Wilcoxon p="
                          f"{'n/a' if t['wilcoxon_p'] is None else format(t['wilcoxon_p'], '.3g')}, "
@@ -220,8 +219,7 @@ def statement(summary: dict, methods: list[str]) -> list[str]:
             if rr is None or t.get("p") is None:
                 continue
             verdict = "lower" if rr > 0 else "higher" if rr < 0 else "equal"
-            sig = ("significant after Holm" if t["significant_holm"] else
-                   "significant before but not after Holm" if t["significant"] else "not significant")
+            sig = _significance(t)
             lines.append(f"rho vs {m} ({name}): test error {abs(rr) * 100:.1f}% {verdict} relative "
                          f"(paired t-test p={t['p']:.3g}, Holm p={t['p_holm']:.3g} over rho's comparisons, "
                          f"n={t['n']}): {sig}.")
