@@ -83,12 +83,7 @@ def floor_and_account(b: int, trials: list[dict]) -> dict:
     reached = [t["steps_to_result"] for t in trials if t["steps_to_result"] is not None]
     best = min(reached) if reached else None
     unpruned = sum(scaling.unpruned_examples(t["status"], t["examples"], t["budget_steps"], b) for t in trials)
-    if best is None:   # nothing reaches: every trial runs to its budget or divergence under any order
-        floor = sum(t["steps_run"] for t in trials) * b
-    else:
-        e = trials[0]["eval_every"]
-        steps = [min(t["steps_run"], best - e) for t in trials]
-        floor = (sum(steps) + e) * b   # the best trial runs e steps further, to its steps-to-result
+    floor = scaling.exact_floor({**t, "batch_size": b} for t in trials)
     return {"steps_to_result": best, "examples_unpruned": unpruned, "examples_floor": floor,
             "examples_stop_at_target": sum(t["examples"] for t in trials),
             "wall_s": sum(t["s"] for t in trials)}

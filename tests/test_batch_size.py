@@ -130,6 +130,9 @@ def test_real_study_summary_pruning_and_resume(tmp_path, data_cache):
     pr = s["pruning"]
     assert pr["examples_processed"] == sum(e["examples_processed"] for e in by_b.values())
     assert pr["examples_processed"] < pr["examples_unpruned"] and pr["fraction_saved"] > 0
+    # the exact-pruning floor: what the best order could have processed; this run cannot be below it
+    assert 0 < pr["examples_floor"] <= pr["examples_processed"]
+    assert pr["floor_fraction"] == pytest.approx(pr["examples_floor"] / pr["examples_unpruned"])
     # summary is recomputable from files
     assert summarize(out)["curve"] == s["curve"]
 

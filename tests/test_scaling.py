@@ -123,6 +123,36 @@ def test_effective_lr_and_pruning_rules():
     assert s["fraction_saved"] == pytest.approx((608 - 348) / 608)
 
 
+def test_exact_floor_is_the_best_trial_to_its_result_and_the_others_to_one_evaluation_before():
+    t = lambda b, run, s, e=10: {"batch_size": b, "steps_run": run, "steps_to_result": s, "eval_every": e}  # noqa: E731
+    # B=4: best reaches at 50; another reaches at 70 (floor: 40), a budget trial (40), a divergence at 20 (20)
+    # B=8: nothing reaches: every trial to its own stop
+    trials = [t(4, 50, 50), t(4, 70, 70), t(4, 100, None), t(4, 20, None), t(8, 30, None), t(8, 12, None)]
+    assert scaling.exact_floor(trials) == 4 * (40 + 40 + 40 + 20 + 10) + 8 * (30 + 12)
+    assert scaling.exact_floor([]) == 0
+    # every order's exact pruning processes at least the floor, and the best order exactly it
+    import itertools
+
+    spent_by_order = []
+
+    curves = {0: 50, 1: 70, 2: None}   # first step below the target; None = never (budget 100)
+    for order in itertools.permutations(curves):
+        best, spent = None, 0
+        for i in order:
+            stop = 100
+            for step in range(10, 101, 10):
+                if curves[i] is not None and step >= curves[i]:
+                    stop, best = step, step if best is None else min(best, step)
+                    break
+                if scaling.should_prune(step, 10, best):
+                    stop = step
+                    break
+            spent += stop
+        spent_by_order.append(spent)
+    assert min(spent_by_order) == scaling.exact_floor([t(1, 50, 50), t(1, 70, 70), t(1, 100, None)]) == 130
+    assert max(spent_by_order) > 130
+
+
 def test_noise_scale_estimator_is_unbiased_on_synthetic_gradients():
     import torch
 

@@ -334,7 +334,12 @@ def _batch_section(study_dir: Path, assets: Path) -> Section:
     if pr.get("fraction_saved") is not None:
         lines.append(f"Compute: {pr['examples_processed']:,} examples processed, against {pr['examples_unpruned']:,} "
                      f"for the unpruned protocol (every trial its full budget): early stopping at the target plus "
-                     f"exact pruning saved {100 * pr['fraction_saved']:.1f}%.")
+                     f"exact pruning saved {100 * pr['fraction_saved']:.1f}%."
+                     + (f" No order of these trials could process less than {100 * pr['floor_fraction']:.1f}% of "
+                        f"the unpruned protocol with exact pruning (each batch size's best trial runs to its steps to "
+                        f"result, every other trial to one evaluation before it): only a step budget larger relative "
+                        f"to the steps to result, or pruning that is not exact, goes lower."
+                        if pr.get("floor_fraction") is not None else ""))
     if ns:
         ratio = None
         if knee.get("b_crit") and noise and math.isfinite(knee["b_crit"]):

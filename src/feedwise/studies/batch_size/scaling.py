@@ -209,6 +209,33 @@ def pruning_savings(trials: Iterable[dict]) -> dict:
             "fraction_saved": (saved / unpruned) if unpruned else None}
 
 
+EXACT_FLOOR_RULE = ("the fewest examples any order of the same trials could process under early stopping + exact "
+                    "pruning: at each batch size the best trial runs to its steps-to-result S, every other one to "
+                    "S minus one evaluation period or to its own earlier stop (a divergence); no order can prune a "
+                    "trial before it has passed S - eval_every without reaching the target, since it could still "
+                    "reach it first. floor_fraction = examples_floor / examples_unpruned: below it only a larger "
+                    "step budget (relative to S) or a pruning rule that is not exact can go")
+
+
+def exact_floor(trials: Iterable[dict]) -> int:
+    """The exact-pruning floor (:data:`EXACT_FLOOR_RULE`) of finished trial records with ``batch_size``,
+    ``steps_run``, ``steps_to_result`` (the trial's own first step below the target, or None) and
+    ``eval_every``."""
+    by_b: dict[int, list[dict]] = {}
+    for t in trials:
+        by_b.setdefault(int(t["batch_size"]), []).append(t)
+    total = 0
+    for b, ts in by_b.items():
+        reached = [int(t["steps_to_result"]) for t in ts if t["steps_to_result"] is not None]
+        if not reached:
+            total += b * sum(int(t["steps_run"]) for t in ts)
+            continue
+        s = min(reached)
+        e = int(next(t["eval_every"] for t in ts if t["steps_to_result"] == s))
+        total += b * (sum(min(int(t["steps_run"]), s - e) for t in ts) + e)
+    return total
+
+
 def should_prune(step: int, eval_every: int, best: int | None) -> bool:
     """Exact pruning: a trial that has not reached the target by eval ``step`` can reach it at
     ``step + eval_every`` at the earliest; when that is not below the best steps-to-result

@@ -134,6 +134,15 @@ def summarize(sd: StudyDir | str | Path) -> dict:
     savings["examples_unpruned"] += extra
     savings["fraction_saved"] = (savings["examples_saved"] / savings["examples_unpruned"]
                                  if savings["examples_unpruned"] else None)
+    floor = scaling.exact_floor(
+        {"batch_size": b, "steps_run": int(rec.get("steps_run") or 0), "steps_to_result": s,
+         "eval_every": (rec.get("budget") or {}).get("eval_every") or 1}
+        for b, _, rec, s in records if rec.get("status") in FINISHED)
+    savings.update(examples_floor=floor, floor_fraction=(floor / savings["examples_unpruned"]
+                                                         if savings["examples_unpruned"] else None),
+                   processed_fraction=(savings["examples_processed"] / savings["examples_unpruned"]
+                                       if savings["examples_unpruned"] else None),
+                   floor_rule=scaling.EXACT_FLOOR_RULE)
     savings.update(unfinished_trials=len(unfinished), examples_unfinished=extra,
                    unfinished_rule="interrupted trials count the examples up to their last evaluation (a lower "
                                    "bound), on both sides: processed and unpruned")
