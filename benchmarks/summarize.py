@@ -83,6 +83,35 @@ def rows() -> list[tuple[str, str, str, str]]:
                 + "; ".join(f"{100 * sc[o]['reference']['floor_fraction_of_unpruned']:.1f}%" for o in ("sgd", "momentum"))
                 + ")",
                 "≤ 10%", "sweep_cost_{sgd,momentum}_20trials.json"))
+    mults = sorted(int(f.stem.rsplit("_x", 1)[1]) for f in RESULTS.glob("sweep_pruning_rules_sgd_x*.json"))
+    pr = {(o, m): load(f"sweep_pruning_rules_{o}_x{m}.json") for o in ("sgd", "momentum") for m in mults}
+    big = [m for m in mults if "product" in pr[("sgd", m)]]
+    out.append(("sweep examples ÷ unpruned protocol with a larger step budget, exact pruning, best-first + "
+                "20 trials together (SGD; momentum), steps-to-result identical to the replayed unpruned sweep",
+                " → ".join(f"{m}× budget: " + "; ".join(
+                    f"{100 * pr[(o, m)]['product']['fraction_of_unpruned']:.1f}%"
+                    + ("" if pr[(o, m)]["product"]["same_steps_to_result"] else " (other steps-to-result)")
+                    for o in ("sgd", "momentum")) for m in big),
+                "≤ 10%", "sweep_pruning_rules_{sgd,momentum}_x{" + ",".join(map(str, big)) + "}.json"))
+
+    for m in big:
+        if all("product_variants" in pr[(o, m)] for o in ("sgd", "momentum")):
+            pv = {o: pr[(o, m)]["product_variants"] for o in ("sgd", "momentum")}
+            same = all(v["same_steps_to_result"] for o in pv for v in pv[o].values())
+            out.append((f"the same at {m}× budget, the study run as given order → best-first → best-first + together "
+                        f"(SGD; momentum)" + (", steps-to-result identical in every variant" if same else ""),
+                        "; ".join(" → ".join(f"{100 * pv[o][v]['fraction_of_unpruned']:.1f}%"
+                                             for v in ("given", "best-first", "together")) for o in ("sgd", "momentum")),
+                        "≤ 10%", f"sweep_pruning_rules_{{sgd,momentum}}_x{m}.json"))
+
+    def halving(o, m):
+        rules = {k: v for k, v in pr[(o, m)]["rules"].items() if k.startswith("halving") and k.endswith("together")}
+        exact = [v["fraction_of_unpruned"]["mean"] for v in rules.values() if v["same_steps_to_result_in_every_order"]]
+        return f"{len(exact)}/{len(rules)}" + (f" (best {100 * min(exact):.1f}%)" if exact else "")
+    out.append(("successive halving (Optuna's rule, replayed, together): settings of 12 that find the true "
+                "steps-to-result in all 20 orders at every batch size (SGD; momentum)",
+                " → ".join(f"{m}× budget: {halving('sgd', m)}; {halving('momentum', m)}" for m in mults),
+                "(exactness)", "sweep_pruning_rules_{sgd,momentum}_x*.json"))
     tt = load("trials_together.json")["rows"]
     out.append(("8 trials trained together ÷ one at a time, trial-steps per second, B = "
                 + "/".join(str(r["batch_size"]) for r in tt),
