@@ -1,5 +1,6 @@
 """The batch-size study's maths, without training."""
 
+import itertools
 import math
 
 import pytest
@@ -131,10 +132,7 @@ def test_exact_floor_is_the_best_trial_to_its_result_and_the_others_to_one_evalu
     assert scaling.exact_floor(trials) == 4 * (40 + 40 + 40 + 20 + 10) + 8 * (30 + 12)
     assert scaling.exact_floor([]) == 0
     # every order's exact pruning processes at least the floor, and the best order exactly it
-    import itertools
-
     spent_by_order = []
-
     curves = {0: 50, 1: 70, 2: None}   # first step below the target; None = never (budget 100)
     for order in itertools.permutations(curves):
         best, spent = None, 0
