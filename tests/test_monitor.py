@@ -85,8 +85,7 @@ def _ddp_rank(rank, port, path):
     torch.set_num_threads(1)
     from feedwise.parallel.launch import leave_group
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    def measure():   # DDP and the monitor live only in here: gone before the group is destroyed
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(N, D, generator=g), torch.randint(0, K, (N,), generator=g)
         torch.manual_seed(0)
@@ -97,11 +96,15 @@ def _ddp_rank(rank, port, path):
         mine = idx[rank * 32:(rank + 1) * 32]                  # this rank's half of the global batch
         loss = F.cross_entropy(ddp(x[mine]), y[mine])
         loss.backward()
-        row = monitor.step()
+        return monitor.step()
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        row = measure()
         if rank == 0:
             torch.save(row, path)
     finally:
-        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
+        leave_group()   # garbage collected, then a barrier: a rank leaving while the other still talks can abort
 
 
 def test_under_ddp_the_ranks_gradients_are_the_two_batch_sizes(problem, tmp_path):

@@ -33,8 +33,7 @@ def _rank(rank, port, pack_limit, path):
     mon.PACK_LIMIT = pack_limit
     from feedwise.parallel.launch import leave_group
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    def measure():   # DDP and the monitor live only in here: gone before the group is destroyed
         x, y = _data()
         ddp = DistributedDataParallel(_model(), bucket_cap_mb=1)
         monitor = mon.NoiseScaleMonitor(64, num_examples=N).attach(ddp)
@@ -45,11 +44,15 @@ def _rank(rank, port, pack_limit, path):
         ddp.zero_grad(set_to_none=True)
         F.cross_entropy(ddp(x[mine]), y[mine]).backward()
         buckets, packed = monitor._buckets, monitor._packed is not None
-        row = monitor.step()
+        return {"row": monitor.step(), "buckets": buckets, "packed": packed}
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        got = measure()
         if rank == 0:
-            torch.save({"row": row, "buckets": buckets, "packed": packed}, path)
+            torch.save(got, path)
     finally:
-        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
+        leave_group()   # garbage collected, then a barrier: a rank leaving while the other still talks can abort
 
 
 @pytest.mark.parametrize("pack_limit", [1 << 22, 0])
@@ -76,8 +79,7 @@ def _rank_every(rank, port, path):
     torch.set_num_threads(1)
     from feedwise.parallel.launch import leave_group
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    def measure():   # DDP and the monitor live only in here: gone before the group is destroyed
         x, y = _data()
         ddp = DistributedDataParallel(_model())
         monitor = NoiseScaleMonitor(64, num_examples=N, every=3).attach(ddp)
@@ -90,10 +92,15 @@ def _rank_every(rank, port, path):
             rows.append(monitor.step())
             assert monitor.steps == len(rows)
             grads.append([p.grad.clone() for p in ddp.parameters()])
+        return {"rows": rows, "grads": grads}
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        got = measure()
         if rank == 0:
-            torch.save({"rows": rows, "grads": grads}, path)
+            torch.save(got, path)
     finally:
-        leave_group()   # a barrier first: a rank leaving while the other still talks can abort (gloo)
+        leave_group()   # garbage collected, then a barrier: a rank leaving while the other still talks can abort
 
 
 def test_every_k_measures_one_step_in_k_and_every_step_gets_the_all_reduced_gradient(tmp_path):

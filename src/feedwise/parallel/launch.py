@@ -11,6 +11,7 @@ Two launchers, one worker function:
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from dataclasses import dataclass
@@ -62,8 +63,13 @@ def init_group(rank: int, world_size: int, backend: str, init_method: str | None
 
 def leave_group() -> None:
     """Leave together: a rank that tears its connections down while another still talks to it
-    can abort the process (gloo), so meet at a barrier first."""
+    can abort the process (gloo), so meet at a barrier first. Collect garbage before: a finished
+    run's DDP reducer or communication-hook futures kept alive by a reference cycle also hold the
+    group, which then outlives ``destroy_process_group`` and is torn down during interpreter
+    finalisation, where gloo's threads can abort the process (``terminate called without an
+    active exception``). Callers should drop their own DDP objects first."""
     if dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
