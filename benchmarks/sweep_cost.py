@@ -59,7 +59,10 @@ BATCH_SIZES = [32, 64, 128, 256, 512]
 BUDGET = Budget(max_steps=1200, ref_batch=128, eval_every=50, min_eval_every=10)
 
 
-def reference(req: BatchSizeRequest, space: dict, target: float) -> dict:
+def train_trial_set(req: BatchSizeRequest, space: dict, target: float | None, budget: Budget = BUDGET,
+                    curves: bool = False) -> dict:
+    """Every trial of the set alone, no pruning: stopped at ``target`` (None: its full budget or its
+    divergence); with ``curves``, its (step, val_error) at every evaluation too."""
     w = get_workload(req.workload)
     data = w.load()
     mf = w.model_fn(data)
@@ -68,15 +71,23 @@ def reference(req: BatchSizeRequest, space: dict, target: float) -> dict:
         trials = []
         for p in range(req.trials):
             params = point_params(space, p, req.seed + b)
-            cfg = make_config(b, params, req.optimizer, BUDGET, target, trial_seed(req.seed, p))
+            cfg = make_config(b, params, req.optimizer, budget, target, trial_seed(req.seed, p))
             t = time.perf_counter()
             r = Trainer(data, mf, cfg, loss_fn=w.loss).run()
-            trials.append({"point": p, "status": r.status, "steps_run": r.steps_run, "examples": r.examples,
-                           "steps_to_result": r.steps_to_result, "s": time.perf_counter() - t,
-                           "budget_steps": cfg.budget_steps(), "eval_every": cfg.eval_every})
+            rec = {"point": p, "status": r.status, "steps_run": r.steps_run, "examples": r.examples,
+                   "steps_to_result": r.steps_to_result, "s": time.perf_counter() - t,
+                   "budget_steps": cfg.budget_steps(), "eval_every": cfg.eval_every}
+            if curves:
+                rec["curve"] = [[row["step"], row["val_error"]] for row in r.rows
+                                if row.get("val_error") is not None and row["step"] > 0]
+            trials.append(rec)
             print(f"  reference b={b} point {p}: {r.status} at {r.steps_run}", flush=True)
         out[b] = trials
     return out
+
+
+def reference(req: BatchSizeRequest, space: dict, target: float) -> dict:
+    return train_trial_set(req, space, target)
 
 
 def floor_and_account(b: int, trials: list[dict]) -> dict:

@@ -53,37 +53,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch
 from _common import RESULTS, _clean, machine
 from batch_size_mnist1d import SPACES
-from sweep_cost import BATCH_SIZES, BUDGET
+from sweep_cost import BATCH_SIZES, BUDGET, train_trial_set
 
-from feedwise.engine import Trainer
 from feedwise.studies.batch_size import scaling
-from feedwise.studies.batch_size.run import (BatchSizeRequest, Budget, make_config, run_batch_size_study,
-                                              trial_seed)
-from feedwise.studies.batch_size.trials import point_params
-from feedwise.workloads import get_workload
+from feedwise.studies.batch_size.run import BatchSizeRequest, Budget, run_batch_size_study
 
 HALVING_GRID = [(f, eta) for f in (1 / 64, 1 / 32, 1 / 16, 1 / 8) for eta in (2, 3, 4)]
 
 
 def train_curves(req: BatchSizeRequest, space: dict, budget) -> dict:
     """Every trial to its full budget (or divergence): status, steps, and (step, val_error) per evaluation."""
-    w = get_workload(req.workload)
-    data = w.load()
-    mf = w.model_fn(data)
-    out = {}
-    for b in req.batch_sizes:
-        trials = []
-        for p in range(req.trials):
-            cfg = make_config(b, point_params(space, p, req.seed + b), req.optimizer, budget, None,
-                              trial_seed(req.seed, p))
-            r = Trainer(data, mf, cfg, loss_fn=w.loss).run()
-            trials.append({"point": p, "status": r.status, "steps_run": r.steps_run,
-                           "budget_steps": cfg.budget_steps(), "eval_every": cfg.eval_every,
-                           "curve": [[row["step"], row["val_error"]] for row in r.rows
-                                     if row.get("val_error") is not None and row["step"] > 0]})
-            print(f"  b={b} point {p}: {r.status} at {r.steps_run}", flush=True)
-        out[b] = trials
-    return out
+    return train_trial_set(req, space, None, budget, curves=True)
 
 
 def true_steps(trials: list[dict], target: float) -> int | None:

@@ -112,7 +112,7 @@ def cmd_batch_size(a) -> int:
         print(f"examples processed {pr['examples_processed']:,} of {pr['examples_unpruned']:,} unpruned "
               f"({100 * pr['fraction_saved']:.1f}% saved by early stopping + exact pruning)")
         if pr.get("floor_fraction") is not None:
-            print(f"  processed {100 * pr['processed_fraction']:.1f}% of the unpruned protocol; no order of these "
+            print(f"  processed {100 * (1 - pr['fraction_saved']):.1f}% of the unpruned protocol; no order of these "
                   f"trials can go below {100 * pr['floor_fraction']:.1f}% with exact pruning")
     if pr.get("unfinished_trials"):
         print(f"  including {pr['examples_unfinished']:,} examples of {pr['unfinished_trials']} interrupted "

@@ -140,8 +140,6 @@ def summarize(sd: StudyDir | str | Path) -> dict:
         for b, _, rec, s in records if rec.get("status") in FINISHED)
     savings.update(examples_floor=floor, floor_fraction=(floor / savings["examples_unpruned"]
                                                          if savings["examples_unpruned"] else None),
-                   processed_fraction=(savings["examples_processed"] / savings["examples_unpruned"]
-                                       if savings["examples_unpruned"] else None),
                    floor_rule=scaling.EXACT_FLOOR_RULE)
     savings.update(unfinished_trials=len(unfinished), examples_unfinished=extra,
                    unfinished_rule="interrupted trials count the examples up to their last evaluation (a lower "
